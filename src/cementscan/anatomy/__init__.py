@@ -1,0 +1,1 @@
+"""Anatomy stage: CTVolume -> masks and landmarks (spine levels, lungs, venous route); issue #3."""

@@ -1,0 +1,53 @@
+"""``cementscan analyze``: the main job, one patient's study -> findings.json and label maps."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cementscan.pipeline import AnalysisOptions, analyze, write_outputs
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "analyze",
+        help="find and place cement in one patient's CT study",
+        description="Analyse one patient's study (CT files or DICOM folders) and write "
+        "DIR/findings.json and DIR/cement_labels*.nii.gz.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA file or DICOM folder")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--series", metavar="UID", help="analyse only this DICOM series")
+    symptoms = parser.add_mutually_exclusive_group()
+    symptoms.add_argument(
+        "--symptoms", metavar="LIST", help="comma-separated, e.g. dyspnea,chest_pain,hemoptysis"
+    )
+    symptoms.add_argument("--asymptomatic", action="store_true", help="the patient has no symptoms")
+    parser.add_argument(
+        "--anatomy",
+        default="classical",
+        metavar="classical|none|DIR",
+        help="anatomy source: classical (default), none, or a folder of TotalSegmentator masks",
+    )
+    parser.set_defaults(run=run)
+
+
+def options_from_args(args: argparse.Namespace) -> AnalysisOptions:
+    symptoms: tuple[str, ...] | None = None
+    if args.asymptomatic:
+        symptoms = ()
+    elif args.symptoms:
+        symptoms = tuple(s.strip() for s in args.symptoms.split(",") if s.strip())
+    return AnalysisOptions(series_uid=args.series, anatomy=args.anatomy, symptoms=symptoms)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = analyze(args.inputs, options_from_args(args))
+    written = write_outputs(result, Path(args.out))
+    document = result.document
+    print(f"{len(document.findings)} finding(s) in {len(document.inputs)} series")
+    for warning in document.warnings:
+        print(f"warning: {warning}")
+    for path in written:
+        print(f"wrote {path}")
+    return 0

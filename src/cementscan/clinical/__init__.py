@@ -1,0 +1,1 @@
+"""Clinical stage: summary + clinical inputs -> management suggestion with sources; issue #5."""

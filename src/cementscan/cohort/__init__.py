@@ -1,0 +1,1 @@
+"""Cohort runs around the pipeline: batch analysis, the results database, statistics; issue #6."""

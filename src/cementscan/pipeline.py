@@ -1,0 +1,176 @@
+"""The single entry point ``analyze(inputs, options) -> Result`` and writing its outputs (DESIGN.md §1)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cementscan import __version__
+from cementscan.cement import find_candidates
+from cementscan.classify import findings_from_candidates
+from cementscan.errors import InputError
+from cementscan.findings import (
+    AnatomyRecord,
+    Finding,
+    FindingsDocument,
+    InputRecord,
+    Management,
+    SkippedRecord,
+    write_findings,
+)
+from cementscan.io import CTVolume, Study, load_study, write_labels
+from cementscan.summary import summarise
+
+ANATOMY_MODES = ("classical", "none")
+DEFAULT_FORMATS = ("json", "labels")
+PLACEHOLDER_WARNINGS = (
+    "detection is a density threshold only (seeds >= 1800 HU grown to >= 1200 HU): every dense "
+    "component is listed as category 'other', including contrast, metal and cortical bone; "
+    "calibrated detection and classification are not implemented in this version",
+    "anatomy is not implemented in this version: levels are null, regions are not assessable",
+    "no management suggestion: the clinical rules are not implemented in this version",
+)
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What the user chose; see ``cementscan analyze --help``.
+
+    ``symptoms`` is None when unknown and an empty tuple for an asymptomatic patient.
+    """
+
+    series_uid: str | None = None
+    anatomy: str = "classical"  # "classical" | "none" | a folder of TotalSegmentator masks
+    symptoms: tuple[str, ...] | None = None
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """What ``analyze`` returns: the study read, the findings document and one label map per series."""
+
+    study: Study
+    document: FindingsDocument
+    label_maps: tuple[np.ndarray, ...] = field(default=())
+
+
+def analyze(inputs: Sequence[str | Path], options: AnalysisOptions | None = None) -> Result:
+    """Analyse one patient's study (one or more CT series) and return its findings.
+
+    >>> result = analyze(["ct.nii.gz"], AnalysisOptions(anatomy="none"))  # doctest: +SKIP
+    >>> result.document.summary.leak_present  # doctest: +SKIP
+    False
+    """
+    options = options or AnalysisOptions()
+    if options.anatomy not in ANATOMY_MODES and not Path(options.anatomy).is_dir():
+        raise InputError(
+            f"--anatomy must be one of {', '.join(ANATOMY_MODES)} or a folder of masks",
+            options.anatomy,
+        )
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    study = load_study(inputs, series_uid=options.series_uid)
+    timings["load"] = time.perf_counter() - clock
+
+    findings: list[Finding] = []
+    label_maps: list[np.ndarray] = []
+    cement_s = classify_s = 0.0
+    for series_index, volume in enumerate(study.volumes):
+        clock = time.perf_counter()
+        candidates = find_candidates(volume)
+        cement_s += time.perf_counter() - clock
+        clock = time.perf_counter()
+        series_findings = findings_from_candidates(
+            candidates, volume, series_index, first_id=len(findings) + 1
+        )
+        classify_s += time.perf_counter() - clock
+        # Finding ids run across the study; each series' label map holds its findings' ids.
+        labels = candidates.labels.copy()
+        labels[labels > 0] += len(findings)
+        label_maps.append(labels)
+        findings.extend(series_findings)
+    timings["cement"] = cement_s
+    timings["classify"] = classify_s
+
+    clock = time.perf_counter()
+    summary = summarise(findings, anatomy_available=False)
+    timings["summary"] = time.perf_counter() - clock
+
+    warnings = [w for v in study.volumes for w in v.warnings]
+    warnings.extend(PLACEHOLDER_WARNINGS)
+    document = FindingsDocument(
+        software={"name": "cementscan", "version": __version__},
+        inputs=tuple(_input_record(v) for v in study.volumes),
+        skipped_series=tuple(SkippedRecord(s.series_uid, s.reason) for s in study.skipped),
+        anatomy=AnatomyRecord(),
+        findings=tuple(findings),
+        summary=summary,
+        management=Management(
+            suggestion="none: the clinical rules are not implemented in this version",
+            inputs={"symptoms": None if options.symptoms is None else list(options.symptoms)},
+        ),
+        warnings=tuple(warnings),
+        timings_s={k: round(v, 3) for k, v in timings.items()},
+    )
+    return Result(study=study, document=document, label_maps=tuple(label_maps))
+
+
+def _input_record(volume: CTVolume) -> InputRecord:
+    return InputRecord(
+        path=volume.source.path,
+        format=volume.source.format,
+        series_uid=volume.source.series_uid,
+        shape=volume.shape,
+        spacing_mm=volume.spacing_mm,
+        modality="CT",
+        orientation=volume.orientation_code(),
+        slice_thickness_mm=volume.source.slice_thickness_mm,
+    )
+
+
+def label_file_names(count: int) -> list[str]:
+    """DESIGN.md §3: cement_labels.nii.gz for one series, cement_labels_<n>.nii.gz for several."""
+    if count == 1:
+        return ["cement_labels.nii.gz"]
+    return [f"cement_labels_{n}.nii.gz" for n in range(count)]
+
+
+def write_outputs(result: Result, out_dir: str | Path) -> list[Path]:
+    """Write findings.json and the cement label maps into ``out_dir``, all or nothing.
+
+    Files are written into a staging folder inside ``out_dir`` and renamed into place only
+    when every one of them was written; an input file is never overwritten.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("output path exists and is not a folder", out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder ({exc.strerror})", out) from None
+    names = ["findings.json", *label_file_names(len(result.label_maps))]
+    inputs = {Path(v.source.path).resolve() for v in result.study.volumes}
+    for name in names:
+        if (out / name).resolve() in inputs:
+            raise InputError(f"writing {name} would overwrite an input; choose another --out", out)
+
+    staging = Path(tempfile.mkdtemp(prefix=".cementscan-", dir=out))
+    try:
+        write_findings(result.document, staging / "findings.json")
+        for name, labels, volume in zip(
+            names[1:], result.label_maps, result.study.volumes, strict=True
+        ):
+            write_labels(labels, volume, staging / name)
+        written = []
+        for name in names:
+            (staging / name).replace(out / name)
+            written.append(out / name)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
