@@ -15,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Analyse one patient's study (CT files or DICOM folders) and write "
         "DIR/findings.json and DIR/cement_labels*.nii.gz.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA file or DICOM folder")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA file or DICOM folder"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--series", metavar="UID", help="analyse only this DICOM series")
     symptoms = parser.add_mutually_exclusive_group()

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     phantom_dir.mkdir(parents=True, exist_ok=True)
     phantom = make_phantom(preset_spec("reference-case", seed=0, slice_mm=args.slice_mm))
     written = write_phantom(phantom, phantom_dir, png=True)
-    cts = sorted(str(p) for p in written if p.name.startswith("ct") and p.name.endswith(".nii.gz"))
+    cts = sorted(p for p in written if p.name.startswith("ct") and p.name.endswith(".nii.gz"))
     print(f"phantom (reference case, truth in {phantom_dir / 'truth.json'}):")
     for path in cts:
         print(f"  {path}")

@@ -15,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "info",
         help="show what the loader sees: modality, geometry, HU range, series chosen and skipped",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA file or DICOM folder")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="NIfTI/NRRD/MHA file or DICOM folder"
+    )
     parser.add_argument("--series", metavar="UID", help="read only this DICOM series")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(run=run)

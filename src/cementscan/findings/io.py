@@ -54,5 +54,7 @@ def read_findings(path: str | Path) -> dict[str, Any]:
     try:
         validate_findings(data)
     except jsonschema.ValidationError as exc:
-        raise InputError(f"not a valid {data.get('schema', 'findings')} file: {exc.message}", path) from None
+        raise InputError(
+            f"not a valid {data.get('schema', 'findings')} file: {exc.message}", path
+        ) from None
     return dict(data)

@@ -117,7 +117,9 @@ class Management:
     suggestion: str
     basis: tuple[str, ...] = ()
     inputs: dict[str, Any] = field(default_factory=dict)
-    unconfirmed: tuple[str, ...] = ()  # statements whose evidence clinical-evidence.md marks UNCONFIRMED
+    unconfirmed: tuple[
+        str, ...
+    ] = ()  # statements whose evidence clinical-evidence.md marks UNCONFIRMED
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,14 @@ CATEGORIES = (
     "other",
 )
 LEAK_CATEGORIES = tuple(c for c in CATEGORIES if c != "intravertebral")
-VENOUS_CATEGORIES = ("paravertebral_vein", "azygos", "ivc", "svc", "right_heart", "pulmonary_artery")
+VENOUS_CATEGORIES = (
+    "paravertebral_vein",
+    "azygos",
+    "ivc",
+    "svc",
+    "right_heart",
+    "pulmonary_artery",
+)
 CATEGORY_BASES = ("anatomy", "prior", "imported")
 # Yeom et al. 2003 B/S/C plus D (intradiscal), clinical-evidence.md §1.1.
 YEOM_TYPES = ("B", "S", "C", "D")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from warnings import catch_warnings, simplefilter
 
 import numpy as np
 import pydicom
@@ -28,6 +28,9 @@ WARN_SPACING_DEVIATION = 0.01
 MISSING_SLICE_FACTOR = 1.5
 MAX_TILT_DEGREES = 0.5
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+CT_IMAGE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.2"
+# Image-plane attributes every CT slice needs, and how many numbers each holds.
+GEOMETRY_VALUES = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "PixelSpacing": 2}
 
 
 @dataclass
@@ -147,7 +150,7 @@ def scan_folder(root: Path) -> list[DicomSeries]:
     saw_dicom = False
     for path in iter_files(root):
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = _dcmread(path, stop_before_pixels=True)
         except InvalidDicomError:
             continue  # not DICOM: README, checksum files and the like
         except PermissionError:
@@ -155,17 +158,56 @@ def scan_folder(root: Path) -> list[DicomSeries]:
         except Exception as exc:  # pydicom raises many kinds on truncated/garbled headers
             raise InputError(f"corrupt DICOM header ({type(exc).__name__}: {exc})", path) from None
         saw_dicom = True
-        sop_class = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", ""))
-        if sop_class == DICOMDIR_SOP_CLASS or "ImagePositionPatient" not in ds:
-            continue  # DICOMDIR, structured reports, presentation states: no image geometry
+        sop_class = str(
+            ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "")
+        )
+        if sop_class == DICOMDIR_SOP_CLASS:
+            continue
+        if "ImagePositionPatient" not in ds:
+            meta_class = str(getattr(ds.file_meta, "MediaStorageSOPClassUID", ""))
+            if CT_IMAGE_SOP_CLASS in (sop_class, meta_class):  # pydicom reads a cut header silently
+                raise InputError(
+                    "corrupt or truncated DICOM header: CT image without ImagePositionPatient", path
+                )
+            continue  # structured reports, presentation states, secondary captures: no geometry
+        _check_geometry_values(ds, path)
         key, uid, generated = _series_key(ds)
-        entry = series.setdefault(key, DicomSeries(key=key, series_uid=uid, series_uid_generated=generated))
+        entry = series.setdefault(
+            key, DicomSeries(key=key, series_uid=uid, series_uid_generated=generated)
+        )
         entry.headers.append((path, ds))
     if not series:
-        what = "no DICOM image with a position (ImagePositionPatient)" if saw_dicom else "no DICOM files"
+        what = (
+            "no DICOM image with a position (ImagePositionPatient)"
+            if saw_dicom
+            else "no DICOM files"
+        )
         raise InputError(f"{what} found in the folder", root)
     _check_one_patient(root, series.values())
     return sorted(series.values(), key=lambda s: (s.first.get("SeriesNumber") or 0, s.key))
+
+
+def _dcmread(path: Path, stop_before_pixels: bool = False) -> Dataset:
+    """pydicom.dcmread without its warnings: damage is reported once, as an InputError."""
+    with catch_warnings():
+        simplefilter("ignore")
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        for _ in ds:  # values are decoded on first access: decode them here, warnings off
+            pass
+    return ds
+
+
+def _check_geometry_values(ds: Dataset, path: Path) -> None:
+    for keyword, count in GEOMETRY_VALUES.items():
+        try:
+            numbers = [float(v) for v in ds.get(keyword)]
+            valid = len(numbers) == count and bool(np.all(np.isfinite(numbers)))
+        except Exception:  # absent (None), one value, or garbled text
+            valid = False
+        if not valid:
+            raise InputError(
+                f"corrupt DICOM header: {keyword} is missing or not {count} numbers", path
+            )
 
 
 def _series_key(ds: Dataset) -> tuple[str, str, bool]:
@@ -212,7 +254,8 @@ def read_series(series: DicomSeries, root: Path) -> CTVolume:
     check_direction(orientation, str(series.headers[0][0]))
     normal = orientation[:, 2]
     headers = sorted(
-        series.headers, key=lambda h: float(np.dot(normal, [float(v) for v in h[1].ImagePositionPatient]))
+        series.headers,
+        key=lambda h: float(np.dot(normal, [float(v) for v in h[1].ImagePositionPatient])),
     )
     _check_consistent(headers)
     positions = np.asarray([[float(v) for v in ds.ImagePositionPatient] for _, ds in headers])
@@ -257,7 +300,9 @@ def _check_consistent(headers: list[tuple[Path, Dataset]]) -> None:
             [float(v) for v in first.ImageOrientationPatient],
             atol=1e-3,
         ):
-            raise InputError(f"slice orientation differs from {path0.name} in the same series", path)
+            raise InputError(
+                f"slice orientation differs from {path0.name} in the same series", path
+            )
         if "PixelSpacing" not in ds or not np.allclose(
             [float(v) for v in ds.PixelSpacing], [float(v) for v in first.PixelSpacing], rtol=1e-3
         ):
@@ -315,12 +360,14 @@ def _slice_spacing(
 def _slice_hu(path: Path) -> np.ndarray:
     """One slice's HU as float32 (rows, columns), Modality LUT (slope/intercept) applied."""
     try:
-        ds = pydicom.dcmread(path)
+        ds = _dcmread(path)
         pixels = ds.pixel_array
     except Exception as exc:  # truncated pixel data, unknown codec, ...
         raise InputError(f"cannot decode pixel data ({type(exc).__name__}: {exc})", path) from None
     if pixels.ndim != 2:
-        raise InputError(f"expected one 2-D frame per file, got pixel data of shape {pixels.shape}", path)
+        raise InputError(
+            f"expected one 2-D frame per file, got pixel data of shape {pixels.shape}", path
+        )
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
     hu = pixels.astype(np.float32)

@@ -44,7 +44,8 @@ def load_study(inputs: Sequence[str | Path], series_uid: str | None = None) -> S
             volumes.append(load_image_file(path))
         else:
             raise InputError(
-                "not a CT volume file (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd) or DICOM folder", path
+                "not a CT volume file (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd) or DICOM folder",
+                path,
             )
     _check_one_patient(volumes)
     return Study(volumes=tuple(volumes), skipped=tuple(skipped))

@@ -70,14 +70,18 @@ def choose_series(
     candidates: list[DicomSeries] = []
     for s in found:
         if s.modality != "CT":
-            skipped.append(SkippedSeries(s.series_uid, f"modality {s.modality or 'unknown'}, not CT"))
+            skipped.append(
+                SkippedSeries(s.series_uid, f"modality {s.modality or 'unknown'}, not CT")
+            )
         elif s.is_localizer:
             skipped.append(SkippedSeries(s.series_uid, "localizer (scout) or single slice"))
         else:
             candidates.append(s)
     if not candidates:
         _require_ct(found)
-        raise InputError("only localizer (scout) images or single slices, no CT volume")
+        raise InputError(
+            "only localizer (scout) images or single slices, no CT volume", found[0].headers[0][0]
+        )
 
     candidates.sort(
         key=lambda s: (

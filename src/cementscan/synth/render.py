@@ -44,17 +44,27 @@ class Grid:
         return tuple(out)
 
 
-def _subsample_offsets(spacing_mm: tuple[float, float, float]) -> np.ndarray:
-    """Sub-voxel sample offsets (S, 3): ~0.5 mm in-plane, several through the slab."""
+def _subsample_offsets(spacing_mm: tuple[float, float, float], fine: bool) -> np.ndarray:
+    """Sub-voxel sample offsets (S, 3) spread over the voxel box (the slab in z).
+
+    Small shapes (thin vessels, emboli) get ~0.5 mm in-plane and ~0.75 mm through-slab
+    sampling; large smooth shapes (body wall, lungs) a coarser 2-3 per axis, which is
+    ample for a surface much larger than the voxel.
+    """
     dx, dy, dz = spacing_mm
-    nx = int(np.clip(math.ceil(dx / 0.5), 2, 4))
-    ny = int(np.clip(math.ceil(dy / 0.5), 2, 4))
-    nz = int(np.clip(math.ceil(dz / 0.6), 2, 6))
+    if fine:
+        nx = int(np.clip(math.ceil(dx / 0.5), 2, 4))
+        ny = int(np.clip(math.ceil(dy / 0.5), 2, 4))
+        nz = int(np.clip(math.ceil(dz / 0.75), 2, 6))
+    else:
+        nx = int(np.clip(math.ceil(dx / 1.0), 2, 3))
+        ny = int(np.clip(math.ceil(dy / 1.0), 2, 3))
+        nz = int(np.clip(math.ceil(dz / 1.5), 2, 3))
     fx = ((np.arange(nx) + 0.5) / nx - 0.5) * dx
     fy = ((np.arange(ny) + 0.5) / ny - 0.5) * dy
     fz = ((np.arange(nz) + 0.5) / nz - 0.5) * dz
     ox, oy, oz = np.meshgrid(fx, fy, fz, indexing="ij")
-    return np.stack([ox.ravel(), oy.ravel(), oz.ravel()], axis=1)
+    return np.stack([ox.ravel(), oy.ravel(), oz.ravel()], axis=1).astype(np.float32)
 
 
 def coverage(shape: Shape, grid: Grid) -> tuple[tuple[slice, ...], np.ndarray] | None:
@@ -67,13 +77,14 @@ def coverage(shape: Shape, grid: Grid) -> tuple[tuple[slice, ...], np.ndarray] |
     crop = grid.index_range(lo, hi)
     if crop is None:
         return None
-    xs = grid.axis_mm(0, crop[0].start, crop[0].stop)
-    ys = grid.axis_mm(1, crop[1].start, crop[1].stop)
-    zs = grid.axis_mm(2, crop[2].start, crop[2].stop)
+    xs = grid.axis_mm(0, crop[0].start, crop[0].stop).astype(np.float32)
+    ys = grid.axis_mm(1, crop[1].start, crop[1].stop).astype(np.float32)
+    zs = grid.axis_mm(2, crop[2].start, crop[2].stop).astype(np.float32)
     dx, dy, dz = grid.spacing_mm
     # A voxel centre farther than this from the surface cannot have a partial box.
     band_mm = 0.5 * math.sqrt(dx * dx + dy * dy + dz * dz) * 1.1 + 0.05
-    offsets = _subsample_offsets(grid.spacing_mm)
+    fine = float(np.min(hi - lo)) < 25.0
+    offsets = _subsample_offsets(grid.spacing_mm, fine)
     cov = np.empty((len(xs), len(ys), len(zs)), dtype=np.float32)
     step = max(1, _CHUNK_VOXELS // max(1, len(xs) * len(ys)))
     for k0 in range(0, len(zs), step):
@@ -83,7 +94,11 @@ def coverage(shape: Shape, grid: Grid) -> tuple[tuple[slice, ...], np.ndarray] |
         block = (d < 0).astype(np.float32)
         bi, bj, bk = np.nonzero(np.abs(d) < band_mm)
         for b0 in range(0, len(bi), _BAND_CHUNK):
-            ii, jj, kk = bi[b0 : b0 + _BAND_CHUNK], bj[b0 : b0 + _BAND_CHUNK], bk[b0 : b0 + _BAND_CHUNK]
+            ii, jj, kk = (
+                bi[b0 : b0 + _BAND_CHUNK],
+                bj[b0 : b0 + _BAND_CHUNK],
+                bk[b0 : b0 + _BAND_CHUNK],
+            )
             px = xs[ii][:, None] + offsets[None, :, 0]
             py = ys[jj][:, None] + offsets[None, :, 1]
             pz = zc[kk][:, None] + offsets[None, :, 2]
@@ -115,9 +130,10 @@ class Canvas:
     ) -> tuple[tuple[slice, ...], np.ndarray] | None:
         """Composite ``shape`` with ``material_hu`` and write its labels where it dominates.
 
-        A label goes where the voxel is at least half covered. A truth or confounder object
-        thinner than half a voxel everywhere (a 1 mm embolus in a 3 mm slice) is labelled where
-        its coverage is at least half its own maximum, so that no object vanishes from the map.
+        An anatomy label goes where the voxel is at least half covered, a truth or confounder
+        label from 30% coverage; an object thinner than that everywhere (a 1 mm embolus in a
+        5 mm slice) is labelled where its coverage is at least half its own maximum, so that no
+        object vanishes from the map.
         """
         result = coverage(shape, self.grid)
         if result is None:
@@ -132,11 +148,56 @@ class Canvas:
         if anatomy:
             self.anatomy[crop][major] = anatomy
         if truth or confounder:
-            owned = major if peak >= 0.5 else cov >= 0.5 * peak
+            # Dense material shows even at a third of a voxel (2000 HU cement at 30% gives
+            # ~600 HU), so truth labels take voxels from 30% coverage: thin tracts stay
+            # connected in the label map as they are in the image.
+            owned = cov >= 0.3 if peak >= 0.3 else cov >= 0.5 * peak
             if truth:
                 self.truth[crop][owned] = truth
             if confounder:
                 self.confounder[crop][owned] = confounder
-        if clears_truth:
-            self.truth[crop][major] = 0
+        if clears_truth:  # metal replaces cement wherever it takes an appreciable share
+            self.truth[crop][cov > 0.0] = 0
         return crop, cov
+
+
+@dataclass
+class Layer:
+    """One paint step of a scene: a shape, its material and the labels it writes."""
+
+    shape: Shape
+    hu: float
+    anatomy: str | None = None
+    truth: int = 0
+    confounder: int = 0
+    clears_truth: bool = False
+    streak_hu: float = 0.0  # metal: amplitude of the streak artefact it casts
+
+
+class Scene:
+    """The physical phantom as an ordered list of layers, rendered onto any grid."""
+
+    def __init__(self) -> None:
+        self.layers: list[Layer] = []
+        self.anatomy_ids: dict[str, int] = {}
+
+    def add(self, shape: Shape, hu: float, anatomy: str | None = None, **kwargs: object) -> None:
+        if anatomy is not None and anatomy not in self.anatomy_ids:
+            self.anatomy_ids[anatomy] = len(self.anatomy_ids) + 1
+        self.layers.append(Layer(shape, hu, anatomy, **kwargs))  # type: ignore[arg-type]
+
+    def tubes(
+        self,
+        points: np.ndarray,
+        radii: np.ndarray | float,
+        hu: float,
+        anatomy: str | None,
+        **kwargs: object,
+    ) -> None:
+        """A long tube painted segment by segment, so each segment renders on its own crop."""
+        from cementscan.synth.shapes import Tube
+
+        pts = np.asarray(points, dtype=float)
+        rad = np.broadcast_to(np.asarray(radii, dtype=float), (len(pts),))
+        for s in range(len(pts) - 1):
+            self.add(Tube(pts[s : s + 2], rad[s : s + 2]), hu, anatomy, **kwargs)

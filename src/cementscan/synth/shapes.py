@@ -40,16 +40,16 @@ class Ellipsoid(Shape):
     rotation: np.ndarray | None = None
 
     def sdf(self, x: Array, y: Array, z: Array) -> Array:
-        cx, cy, cz = self.center
+        cx, cy, cz = (float(c) for c in self.center)
         dx, dy, dz = x - cx, y - cy, z - cz
         if self.rotation is not None:
-            r = self.rotation
+            r = self.rotation.tolist()
             dx, dy, dz = (
-                r[0, 0] * dx + r[1, 0] * dy + r[2, 0] * dz,
-                r[0, 1] * dx + r[1, 1] * dy + r[2, 1] * dz,
-                r[0, 2] * dx + r[1, 2] * dy + r[2, 2] * dz,
+                r[0][0] * dx + r[1][0] * dy + r[2][0] * dz,
+                r[0][1] * dx + r[1][1] * dy + r[2][1] * dz,
+                r[0][2] * dx + r[1][2] * dy + r[2][2] * dz,
             )
-        a, b, c = self.radii_mm
+        a, b, c = (float(r) for r in self.radii_mm)
         k = np.sqrt((dx / a) ** 2 + (dy / b) ** 2 + (dz / c) ** 2)
         # Distances in the unit-sphere space shrink by at most min(radius) when mapped back.
         return (k - 1.0) * min(a, b, c)
@@ -74,11 +74,12 @@ class EllipticSlab(Shape):
     z_hi: float
 
     def sdf(self, x: Array, y: Array, z: Array) -> Array:
-        a, b = self.radii_xy_mm
-        k = np.sqrt(((x - self.center_xy[0]) / a) ** 2 + ((y - self.center_xy[1]) / b) ** 2)
+        a, b = (float(r) for r in self.radii_xy_mm)
+        cx, cy = (float(c) for c in self.center_xy)
+        k = np.sqrt(((x - cx) / a) ** 2 + ((y - cy) / b) ** 2)
         d_xy = (k - 1.0) * min(a, b)
-        zc = 0.5 * (self.z_lo + self.z_hi)
-        d_z = np.abs(z - zc) - 0.5 * (self.z_hi - self.z_lo)
+        zc = float(0.5 * (self.z_lo + self.z_hi))
+        d_z = np.abs(z - zc) - float(0.5 * (self.z_hi - self.z_lo))
         return np.maximum(d_xy, d_z)
 
     def bbox(self) -> BBox:
@@ -104,14 +105,15 @@ class ProfiledCylinder(Shape):
 
     def sdf(self, x: Array, y: Array, z: Array) -> Array:
         zk = np.asarray(self.z_knots)
-        cx = np.interp(z, zk, self.cx)
-        cy = np.interp(z, zk, self.cy)
-        ax = np.interp(z, zk, self.ax)
-        ay = np.interp(z, zk, self.ay)
+        dt = np.result_type(z, np.float32)
+        cx = np.interp(z, zk, self.cx).astype(dt)
+        cy = np.interp(z, zk, self.cy).astype(dt)
+        ax = np.interp(z, zk, self.ax).astype(dt)
+        ay = np.interp(z, zk, self.ay).astype(dt)
         k = np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2)
         d_xy = (k - 1.0) * np.minimum(ax, ay)
-        zc = 0.5 * (self.z_lo + self.z_hi)
-        d_z = np.abs(z - zc) - 0.5 * (self.z_hi - self.z_lo)
+        zc = float(0.5 * (self.z_lo + self.z_hi))
+        d_z = np.abs(z - zc) - float(0.5 * (self.z_hi - self.z_lo))
         return np.maximum(d_xy, d_z)
 
     def bbox(self) -> BBox:
@@ -152,11 +154,11 @@ class Tube(Shape):
 
     def sdf(self, x: Array, y: Array, z: Array) -> Array:
         out: Array | None = None
-        pts, rad = self.points, self.radii_mm
+        pts, rad = self.points.tolist(), self.radii_mm.tolist()
         for s in range(len(pts) - 1):
             a, b = pts[s], pts[s + 1]
-            ab = b - a
-            den = float(ab @ ab) or 1e-9
+            ab = [b[0] - a[0], b[1] - a[1], b[2] - a[2]]
+            den = (ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2]) or 1e-9
             px, py, pz = x - a[0], y - a[1], z - a[2]
             t = np.clip((px * ab[0] + py * ab[1] + pz * ab[2]) / den, 0.0, 1.0)
             qx, qy, qz = px - t * ab[0], py - t * ab[1], pz - t * ab[2]
@@ -185,8 +187,8 @@ class HalfSpace(Shape):
 
     def sdf(self, x: Array, y: Array, z: Array) -> Array:
         n = np.asarray(self.normal, dtype=float)
-        n = n / np.linalg.norm(n)
-        return x * n[0] + y * n[1] + z * n[2] - self.offset
+        nx, ny, nz = (n / np.linalg.norm(n)).tolist()
+        return x * nx + y * ny + z * nz - float(self.offset)
 
     def bbox(self) -> BBox:
         return self.box

@@ -69,7 +69,9 @@ def _build(cls: type, data: object, where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise _err(where, f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+        raise _err(
+            where, f"unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"
+        )
     try:
         obj = cls(**data)
     except TypeError as exc:  # a missing required field
@@ -121,7 +123,9 @@ class LeakSpec:
             self.length_mm = _check_range(f"{where}.length_mm", self.length_mm, 5.0, 80.0)
         if self.ivc_to_level is not None:
             if self.category != "paravertebral_vein":
-                raise _err(f"{where}.ivc_to_level", "only a paravertebral_vein leak reaches the IVC")
+                raise _err(
+                    f"{where}.ivc_to_level", "only a paravertebral_vein leak reaches the IVC"
+                )
             if not self.level.startswith("L"):
                 raise _err(f"{where}.ivc_to_level", "IVC casts start from a lumbar level")
             _check_level(f"{where}.ivc_to_level", self.ivc_to_level, ("T11", "T12", *LUMBAR))
@@ -146,7 +150,11 @@ class EmboliSpec:
     min_separation_mm: float | None = None  # default: two slice thicknesses
 
     def validate(self, where: str) -> None:
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or not 0 <= self.count <= 40:
+        if (
+            isinstance(self.count, bool)
+            or not isinstance(self.count, int)
+            or not 0 <= self.count <= 40
+        ):
             raise _err(f"{where}.count", f"{self.count!r} is not an integer in 0..40")
         _check_choice(f"{where}.side", self.side, ("right", "left", "bilateral"))
         self.right_fraction = _check_range(f"{where}.right_fraction", self.right_fraction, 0, 1)
@@ -294,7 +302,9 @@ class PhantomSpec:
         if "series" in data:
             if not isinstance(data["series"], list) or not data["series"]:
                 raise _err("series", "must be a non-empty list")
-            data["series"] = tuple(_build(SeriesSpec, s, f"series[{n}]") for n, s in enumerate(data["series"]))
+            data["series"] = tuple(
+                _build(SeriesSpec, s, f"series[{n}]") for n, s in enumerate(data["series"])
+            )
         for name, sub in (("intravertebral", IntravertebralSpec), ("leaks", LeakSpec)):
             if name in data:
                 if not isinstance(data[name], list):
@@ -340,7 +350,9 @@ class PhantomSpec:
             or any(c not in ORIENTATIONS_AXES for c in code)
             or sorted(ORIENTATIONS_AXES[c] for c in code) != [0, 1, 2]
         ):
-            raise _err("orientation", f"{code!r} is not a 3-letter orientation code such as LPS or RAS")
+            raise _err(
+                "orientation", f"{code!r} is not a 3-letter orientation code such as LPS or RAS"
+            )
         self.series = tuple(self.series)
         self.intravertebral = tuple(self.intravertebral)
         self.leaks = tuple(self.leaks)
@@ -353,9 +365,9 @@ class PhantomSpec:
             raise _err("intravertebral", "a level is listed twice")
         for n, leak in enumerate(self.leaks):
             if leak.level not in treated:
-                raise _err(f"leaks[{n}].level", f"{leak.level} is not a treated (intravertebral) level")
-        if self.rib_pairs == 13 and any(c.startswith("T") is False for c in ()):
-            pass
+                raise _err(
+                    f"leaks[{n}].level", f"{leak.level} is not a treated (intravertebral) level"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict that ``from_dict`` reads back to an equal spec."""

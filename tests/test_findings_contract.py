@@ -1,0 +1,204 @@
+"""The findings contract: schema and vocabulary agree, the writer validates, outputs are atomic."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cementscan.findings import (
+    AnatomyRecord,
+    Finding,
+    FindingsDocument,
+    InputRecord,
+    IvcSummary,
+    Management,
+    PceSummary,
+    RegionSummary,
+    Summary,
+    findings_schema,
+    validate_findings,
+    write_findings,
+)
+from cementscan.findings import vocabulary as vocab
+
+
+def _schema_enum(*path: str) -> list[object]:
+    node: object = findings_schema()
+    for key in path:
+        assert isinstance(node, dict)
+        node = node[key]
+    assert isinstance(node, dict)
+    return list(node["enum"])
+
+
+def test_schema_enums_are_the_vocabulary() -> None:
+    finding = ("$defs", "finding", "properties")
+    assert _schema_enum(*finding, "category") == list(vocab.CATEGORIES)
+    assert _schema_enum(*finding, "category_basis") == list(vocab.CATEGORY_BASES)
+    assert _schema_enum(*finding, "yeom_type") == [*vocab.YEOM_TYPES, None]
+    assert _schema_enum(*finding, "shape") == list(vocab.SHAPES)
+    assert _schema_enum(*finding, "side") == list(vocab.SIDES)
+    assert _schema_enum(*finding, "lung_zone") == [*vocab.LUNG_ZONES, None]
+    assert _schema_enum("properties", "anatomy", "properties", "level_anchor") == list(
+        vocab.LEVEL_ANCHORS
+    )
+    inputs = ("$defs", "input", "properties")
+    assert _schema_enum(*inputs, "contrast_phase") == list(vocab.CONTRAST_PHASES)
+    assert _schema_enum(*inputs, "format") == list(vocab.INPUT_FORMATS)
+    pce = ("$defs", "summary", "properties", "pce", "properties")
+    assert _schema_enum(*pce, "laterality") == list(vocab.LATERALITIES)
+    assert _schema_enum(*pce, "predominance") == list(vocab.PREDOMINANCES)
+    assert _schema_enum(*pce, "zone_predominance") == list(vocab.ZONE_PREDOMINANCES)
+    leaks = findings_schema()["$defs"]["summary"]["properties"]["leaks"]["propertyNames"]["enum"]
+    assert leaks == list(vocab.LEAK_CATEGORIES)
+
+
+def _finding(**overrides: object) -> Finding:
+    fields: dict[str, object] = dict(
+        id=1,
+        series_index=0,
+        category="pulmonary_artery",
+        category_basis="anatomy",
+        centroid_lps_mm=(-60.0, 20.0, 150.0),
+        bbox_lps_mm=((-65.0, 18.0, 140.0), (-55.0, 22.0, 160.0)),
+        volume_ml=0.05,
+        length_mm=12.0,
+        max_diameter_mm=2.1,
+        shape="linear",
+        mean_hu=1900.0,
+        max_hu=3071.0,
+        side="right",
+        confidence=0.9,
+        level="T9",
+        lung_zone="lower",
+        central=False,
+    )
+    fields.update(overrides)
+    return Finding(**fields)  # type: ignore[arg-type]
+
+
+def _document(*findings: Finding) -> FindingsDocument:
+    return FindingsDocument(
+        software={"name": "cementscan", "version": "test"},
+        inputs=(
+            InputRecord(
+                path="ct.nii.gz",
+                format="nifti",
+                series_uid=None,
+                shape=(10, 10, 10),
+                spacing_mm=(1.0, 1.0, 3.0),
+                coverage=("chest",),
+            ),
+        ),
+        anatomy=AnatomyRecord(levels=("T8", "T9"), level_anchor="first_rib", level_confidence=0.8),
+        findings=findings,
+        summary=Summary(
+            treated_levels=(),
+            leak_present=bool(findings),
+            leaks={"pulmonary_artery": len(findings)},
+            ivc=IvcSummary(assessable=False, present=None),
+            right_heart=RegionSummary(assessable=True, present=False),
+            pce=PceSummary(
+                assessable=True,
+                present=True,
+                count=len(findings),
+                laterality="right",
+                predominance="right",
+                zone_predominance="lower",
+                most_proximal="peripheral",
+                max_length_mm=12.0,
+            ),
+        ),
+        management=Management(suggestion="clinical follow-up", basis=("Krueger 2009",)),
+    )
+
+
+def test_a_full_document_validates_and_round_trips(tmp_path: Path) -> None:
+    path = write_findings(_document(_finding()), tmp_path / "findings.json")
+    data = json.loads(path.read_text())
+    validate_findings(data)
+    assert data["schema"] == "cementscan.findings/1"
+    assert next(iter(data)) == "schema"
+    assert data["findings"][0]["centroid_lps_mm"] == [-60.0, 20.0, 150.0]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"category": "lung"},  # not in the vocabulary
+        {"side": "Right"},
+        {"yeom_type": "X"},
+        {"level": "L7"},
+        {"confidence": 1.5},
+        {"volume_ml": -0.1},
+    ],
+)
+def test_the_writer_refuses_a_document_that_breaks_the_contract(
+    tmp_path: Path, overrides: dict[str, object]
+) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        write_findings(_document(_finding(**overrides)), tmp_path / "findings.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_analyze_writes_valid_findings_and_matching_labels(
+    shared_data: Path, tmp_path: Path, cli: Callable[..., object]
+) -> None:
+    ct = shared_data / "abdomen-native-3mm" / "ct.nii.gz"
+    run = cli("analyze", ct, "--out", tmp_path / "out")
+    assert run.code == 0, run.err  # type: ignore[attr-defined]
+    data = json.loads((tmp_path / "out" / "findings.json").read_text())
+    validate_findings(data)
+    assert any("not implemented" in w for w in data["warnings"])
+
+    labels = sitk.ReadImage(str(tmp_path / "out" / "cement_labels.nii.gz"))
+    reference = sitk.ReadImage(str(ct))
+    assert labels.GetSize() == reference.GetSize()
+    assert np.allclose(labels.GetOrigin(), reference.GetOrigin())
+    assert np.allclose(labels.GetDirection(), reference.GetDirection())
+    array = sitk.GetArrayFromImage(labels)  # (k, j, i)
+    assert sorted(set(np.unique(array)) - {0}) == [f["id"] for f in data["findings"]]
+    for finding in data["findings"]:
+        kji = np.argwhere(array == finding["id"])
+        points = [labels.TransformContinuousIndexToPhysicalPoint(p[::-1].tolist()) for p in kji]
+        assert np.allclose(np.mean(points, axis=0), finding["centroid_lps_mm"], atol=1e-3)
+    # The metal implant in the LEFT proximal femur (data README) is the densest object: it must
+    # come out on the patient's left although the file is stored RAS.
+    implant = max(data["findings"], key=lambda f: f["volume_ml"])
+    assert implant["max_hu"] > 3000
+    assert implant["side"] == "left"
+    assert implant["centroid_lps_mm"][0] > 50
+
+
+def test_outputs_are_all_or_nothing(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cementscan import pipeline
+
+    result = pipeline.analyze([shared_data / "abdomen-native-3mm" / "ct.nii.gz"])
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pipeline, "write_labels", broken)
+    out = tmp_path / "out"
+    with pytest.raises(OSError):
+        pipeline.write_outputs(result, out)
+    assert list(out.iterdir()) == []
+
+
+def test_output_folder_that_is_a_file_is_exit_2(
+    shared_data: Path, tmp_path: Path, cli: Callable[..., object]
+) -> None:
+    target = tmp_path / "taken"
+    target.write_text("user's file")
+    run = cli("analyze", shared_data / "lumbar-crop" / "ct.nii.gz", "--out", target)
+    assert run.code == 2  # type: ignore[attr-defined]
+    assert "not a folder" in run.err and str(target) in run.err  # type: ignore[attr-defined]
+    assert target.read_text() == "user's file"
