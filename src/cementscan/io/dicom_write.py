@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from cementscan.io.volume import CTVolume
 
@@ -69,15 +69,15 @@ def write_dicom_series(
     written: list[Path] = []
     for k in range(volume.shape[2]):
         position = volume.index_to_lps([0.0, 0.0, float(k)])
-        sop_uid: str = str(generate_uid(entropy_srcs=[series_uid, str(k)]))
+        sop_uid = generate_uid(entropy_srcs=[series_uid, str(k)])
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class_uid
+        meta.MediaStorageSOPClassUID = UID(sop_class_uid)
         meta.MediaStorageSOPInstanceUID = sop_uid
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = FileDataset(
             str(out / f"{file_prefix}_{k:04d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128
         )
-        ds.SOPClassUID = sop_class_uid
+        ds.SOPClassUID = UID(sop_class_uid)
         ds.SOPInstanceUID = sop_uid
         ds.Modality = modality
         ds.PatientID = patient_id

@@ -122,8 +122,8 @@ class ConfounderBuilder:
             v = lay.vertebrae[level]
             below = lay.vertebrae[names[names.index(level) + 1]]
             zc = 0.5 * (v.z_lo + below.z_hi)
-            h = float(0.5 * (v.z_lo - below.z_hi))
-            self._add("disc_calcification", Ellipsoid((0.0, v.y_mm + 2.0, zc), (7.0, 5.0, max(h - 1.0, 1.5))),
+            half_mm = float(0.5 * (v.z_lo - below.z_hi))
+            self._add("disc_calcification", Ellipsoid((0.0, v.y_mm + 2.0, zc), (7.0, 5.0, max(half_mm - 1.0, 1.5))),
                       float(rng.uniform(300, 700)), note=f"{level}-{below.level}")  # fmt: skip
 
     def dense_venous_contrast(self) -> Confounder | None:

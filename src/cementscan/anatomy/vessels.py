@@ -1,0 +1,439 @@
+"""The venous route of cement (IVC, azygos, SVC) and the aorta, found from the spine outward."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from cementscan.anatomy.grid import WorkGrid
+
+# --- Where to look, relative to the spinal canal's centre on the same axial slice (LPS mm).
+# Basis: TotalSegmentator labels of the shared abdomen-native-3mm and chest-cta scans and
+# standard cross-sectional anatomy: the IVC lies 0-28 mm right of and 40-90 mm anterior to the
+# canal centre (anterior and right of the vertebral body, moving forward into the liver and
+# medially toward the right atrium); the abdominal/descending aorta 5-25 mm left of it and
+# 35-70 mm anterior.
+IVC_PRIOR_DX_MM = (-17.0, 11.0)  # (mean, sigma) of x offset
+IVC_PRIOR_DY_MM = (-64.0, 16.0)
+AORTA_PRIOR_DX_MM = (13.0, 9.0)
+AORTA_PRIOR_DY_MM = (-52.0, 13.0)
+CROP_DX_MM = (-75.0, 55.0)  # the crop holding every vessel searched for
+CROP_DY_MM = (-135.0, -10.0)
+
+# --- Image evidence.
+DISK_RADIUS_MM = 5.0  # mean HU over a 10 mm disk: smaller than any lumen here (15-30 mm)
+BLOB_SIGMA_MM = 6.0  # Laplacian-of-Gaussian scale for a 15-30 mm round lumen
+BLOB_CLIP_HU = (-150.0, 250.0)  # so that bone and dense contrast do not dominate the blob term
+BLOB_FULL_SCORE = 40.0  # normalised LoG of a soft-tissue vessel in fat (measured 20-50)
+BLOOD_HU = (-10.0, 200.0)  # unenhanced to portal-venous blood; wider than any venous lumen
+BLOOD_SOFT_HU = 60.0  # the band's cost rises over this many HU outside it
+ENHANCED_AORTA_HU = 180.0  # disk-mean above this in the aortic window: contrast in the aorta
+# (unenhanced blood is 30-60 HU and a 10 mm disk averages calcified plaque away).
+DENSE_HU = 400.0  # disk-mean above this is contrast, cement or bone, not unenhanced blood
+SPINE_BONE_HU = 200.0  # cortical shell of the vertebral body (filled: the whole body)
+
+# --- Path search (dynamic programming over axial slices).
+MAX_STEP_MM = 4.0  # largest in-plane move between 2 mm slices (IVC curving into the atrium)
+STEP_COST_PER_MM = 0.12
+PRIOR_WEIGHT = 0.35
+BLOB_WEIGHT = 1.0
+INTENSITY_WEIGHT = 1.0
+EXCLUDED_COST = 6.0  # inside another structure or the vertebral body
+
+# --- Masks.
+IVC_RADIUS_MM = 11.0  # largest lumen radius accepted around the centreline
+AORTA_RADIUS_MM = 13.0
+SVC_RADIUS_MM = 9.0
+AZYGOS_RADIUS_MM = 4.0
+VESSEL_MASK_HU = (-20.0, 3100.0)  # lumen: blood, contrast or cement; not fat or air
+
+# --- Extent.
+LUNG_HU = -500.0
+LUNG_FRACTION_THORAX = 0.08  # of the body's area: the slice is in the chest
+SUPRADIAPHRAGMATIC_IVC_MM = 16.0  # the IVC runs ~1-2 cm above the diaphragm into the atrium
+CONFLUENCE_BELOW_CREST_MM = 10.0  # iliac confluence: L5, just below the iliac crests' top (L4)
+PELVIS_DX_MM = 50.0  # iliac wings lie further than this from the canal
+PELVIS_MIN_AREA_MM2 = 200.0  # per side: more than a rib's cross-section
+SVC_RANGE_ABOVE_IVC_MM = (30.0, 100.0)  # SVC-atrium junction to brachiocephalic confluence
+SVC_PRIOR_DX_MM = (-14.0, 10.0)  # right of the ascending aorta (chest-cta label: -8 to -18)
+SVC_PRIOR_DY_MM = (-100.0, 12.0)
+AZYGOS_PRIOR_DX_MM = (-12.0, 4.0)  # right-anterolateral of the thoracic vertebral bodies
+AZYGOS_PRIOR_DY_MM = (-36.0, 6.0)
+
+
+@dataclass(frozen=True, eq=False)
+class VenousRoute:
+    """Veins cement travels through, and the aorta, on the work grid.
+
+    ``masks`` holds boolean [x, y, z] masks named "ivc", "azygos", "svc", "aorta"; a
+    structure not covered by the scan (or not found) is absent. ``ivc_centerline_lps_mm`` has one
+    point per axial work-grid slice, caudal to cranial, from the iliac confluence (or the scan's
+    lower edge) to the right atrium (or the scan's upper edge). ``notes`` says, per structure,
+    how it was found ("image" evidence or "prior" position) and its extent.
+    """
+
+    masks: dict[str, np.ndarray]
+    ivc_centerline_lps_mm: np.ndarray
+    aorta_centerline_lps_mm: np.ndarray
+    aorta_enhanced: bool
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Crop:
+    """The in-plane box searched; ``cx``/``cy`` the canal centre per slice (grid indices)."""
+
+    x0: int
+    x1: int
+    y0: int
+    y1: int
+    cx: np.ndarray
+    cy: np.ndarray
+
+
+def _canal_per_slice(
+    canal_ijk: np.ndarray, body: np.ndarray, spacing_mm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Canal centre (x, y) on every slice, held constant beyond the canal's ends; and which
+    slices had a measured canal. Without any canal, a point 40 mm in front of the body's back."""
+    nz = body.shape[2]
+    measured = np.zeros(nz, bool)
+    if len(canal_ijk):
+        ks = canal_ijk[:, 2].astype(int)
+        order = np.argsort(ks)
+        ks, xs, ys = ks[order], canal_ijk[order, 0], canal_ijk[order, 1]
+        all_k = np.arange(nz)
+        measured[ks[(ks >= 0) & (ks < nz)]] = True
+        return np.interp(all_k, ks, xs), np.interp(all_k, ks, ys), measured
+    cx = np.zeros(nz)
+    cy = np.zeros(nz)
+    for k in range(nz):
+        bx, by = np.nonzero(body[:, :, k])
+        if len(bx):
+            cx[k] = bx.mean()
+            cy[k] = by.max() - 40.0 / spacing_mm
+    return cx, cy, measured
+
+
+def _disk(radius_vox: float) -> np.ndarray:
+    r = int(np.ceil(radius_vox))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return (xx**2 + yy**2) <= radius_vox**2 + 1e-6
+
+
+def _band_cost(values: np.ndarray, low: float, high: float, soft: float) -> np.ndarray:
+    """0 inside [low, high], rising linearly to 1 ``soft`` HU outside it."""
+    below = np.clip((low - values) / soft, 0.0, 1.0)
+    above = np.clip((values - high) / soft, 0.0, 1.0)
+    return below + above
+
+
+def _prior_cost(
+    crop: _Crop,
+    spacing_mm: float,
+    dx_mm: tuple[float, float],
+    dy_mm: tuple[float, float],
+    ks: np.ndarray,
+) -> np.ndarray:
+    """Half the squared Mahalanobis distance of each crop voxel from the expected offset."""
+    xs = (np.arange(crop.x0, crop.x1)[:, None] - crop.cx[ks][None, :]) * spacing_mm
+    ys = (np.arange(crop.y0, crop.y1)[:, None] - crop.cy[ks][None, :]) * spacing_mm
+    ex = ((xs - dx_mm[0]) / dx_mm[1]) ** 2 / 2.0
+    ey = ((ys - dy_mm[0]) / dy_mm[1]) ** 2 / 2.0
+    return np.minimum(ex[:, None, :] + ey[None, :, :], 8.0)
+
+
+def _track(cost: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """The cheapest path through ``cost`` [x, y, k] with one point per slice k, moving at most
+    MAX_STEP_MM between slices and paying STEP_COST_PER_MM for each mm moved; (k, 2) indices."""
+    nx, ny, nk = cost.shape
+    reach = max(1, int(round(MAX_STEP_MM / spacing_mm)))
+    shifts = [
+        (dx, dy)
+        for dx in range(-reach, reach + 1)
+        for dy in range(-reach, reach + 1)
+        if dx * dx + dy * dy <= reach * reach + 1
+    ]
+    penalty = [STEP_COST_PER_MM * spacing_mm * float(np.hypot(dx, dy)) for dx, dy in shifts]
+    acc = cost[:, :, 0].astype(np.float64)
+    back = np.zeros((nk, nx, ny), np.int16)
+    for k in range(1, nk):
+        best = np.full((nx, ny), np.inf)
+        arg = np.zeros((nx, ny), np.int16)
+        for index, ((dx, dy), pay) in enumerate(zip(shifts, penalty, strict=True)):
+            # Arriving at (x, y) from (x - dx, y - dy).
+            cand = np.full((nx, ny), np.inf)
+            cand[max(dx, 0) : nx + min(dx, 0), max(dy, 0) : ny + min(dy, 0)] = (
+                acc[max(-dx, 0) : nx + min(-dx, 0), max(-dy, 0) : ny + min(-dy, 0)] + pay
+            )
+            better = cand < best
+            best[better] = cand[better]
+            arg[better] = index
+        acc = best + cost[:, :, k]
+        back[k] = arg
+    path = np.zeros((nk, 2), int)
+    x, y = np.unravel_index(int(np.argmin(acc)), acc.shape)
+    for k in range(nk - 1, -1, -1):
+        path[k] = (x, y)
+        dx, dy = shifts[int(back[k, x, y])]
+        x, y = x - dx, y - dy
+    return path
+
+
+def _slice_filters(hu_crop: np.ndarray, spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per axial slice: the disk-mean HU and a blob score (scale-normalised negative LoG of the
+    clipped HU, 1 for a typical soft-tissue vessel in fat, 0 or less for flat regions)."""
+    disk = _disk(DISK_RADIUS_MM / spacing_mm).astype(np.float32)
+    disk /= disk.sum()
+    hu = hu_crop.astype(np.float32)
+    mean = ndimage.convolve(hu, disk[:, :, None], mode="nearest")
+    sigma = BLOB_SIGMA_MM / spacing_mm
+    clipped = np.clip(hu, *BLOB_CLIP_HU)
+    # In-plane Laplacian only (slices are independent: z resolution differs between scans).
+    log = ndimage.gaussian_filter(clipped, (sigma, sigma, 0.0), order=(2, 0, 0), mode="nearest")
+    log += ndimage.gaussian_filter(clipped, (sigma, sigma, 0.0), order=(0, 2, 0), mode="nearest")
+    blob = -(sigma**2) * log / BLOB_FULL_SCORE
+    return mean, blob
+
+
+def _spine_exclusion(hu_crop: np.ndarray) -> np.ndarray:
+    """The vertebral bodies (and other bone) with their marrow: bone filled slice by slice."""
+    bone = hu_crop >= SPINE_BONE_HU
+    filled = np.empty_like(bone)
+    for k in range(bone.shape[2]):
+        filled[:, :, k] = ndimage.binary_fill_holes(bone[:, :, k])
+    return filled
+
+
+def _lumen_mask(
+    hu_crop: np.ndarray,
+    path: np.ndarray,
+    ks: np.ndarray,
+    radius_mm: float,
+    spacing_mm: float,
+    exclude: np.ndarray | None = None,
+    hu_range: tuple[float, float] = VESSEL_MASK_HU,
+) -> np.ndarray:
+    """Per slice, the lumen-like voxels within ``radius_mm`` of the path point that connect to it."""
+    nx, ny, _ = hu_crop.shape
+    mask = np.zeros(hu_crop.shape, bool)
+    radius = radius_mm / spacing_mm
+    xs = np.arange(nx)[:, None]
+    ys = np.arange(ny)[None, :]
+    for (px, py), k in zip(path, ks, strict=True):
+        near = (xs - px) ** 2 + (ys - py) ** 2 <= radius**2
+        lumen = near & (hu_crop[:, :, k] >= hu_range[0]) & (hu_crop[:, :, k] <= hu_range[1])
+        if exclude is not None:
+            lumen &= ~exclude[:, :, k]
+        labels, _ = ndimage.label(lumen)
+        seed = labels[int(px), int(py)]
+        if seed:
+            mask[:, :, k] = (
+                ndimage.binary_opening(labels == seed)
+                | ((xs - px) ** 2 + (ys - py) ** 2 <= 1.5**2) & lumen
+            )
+        else:
+            mask[:, :, k] = (xs - px) ** 2 + (ys - py) ** 2 <= (radius / 2) ** 2
+    return mask
+
+
+def _thorax_slices(grid: WorkGrid, body: np.ndarray) -> np.ndarray:
+    """Slices where lung fills a good part of the body (the chest)."""
+    lung = (grid.hu < LUNG_HU) & body
+    area_body = body.sum(axis=(0, 1)).astype(float)
+    return lung.sum(axis=(0, 1)) > LUNG_FRACTION_THORAX * np.maximum(area_body, 1.0)
+
+
+def _iliac_crest_top(
+    grid: WorkGrid, body: np.ndarray, cx: np.ndarray, cy: np.ndarray
+) -> int | None:
+    """Highest slice of the iliac wings when the scan's lower edge is in the pelvis, else None.
+
+    The wings are large bone areas beside the spine on both sides; walking up from the lowest
+    slice, the first run of slices without them ends the pelvis (ribs come only after a gap)."""
+    spacing = grid.spacing_mm
+    xs = np.arange(grid.shape[0])[:, None]
+    min_area = PELVIS_MIN_AREA_MM2 / spacing**2
+    top = None
+    misses = 0
+    for k in range(grid.shape[2]):
+        bone = (grid.hu[:, :, k] >= SPINE_BONE_HU) & body[:, :, k]
+        dx = (xs - cx[k]) * spacing
+        right = np.count_nonzero(bone & (dx < -PELVIS_DX_MM))
+        left = np.count_nonzero(bone & (dx > PELVIS_DX_MM))
+        if right >= min_area and left >= min_area:
+            top, misses = k, 0
+        elif top is None and k > 2:
+            return None  # the lowest slices are not in the pelvis
+        else:
+            misses += 1
+            if top is not None and misses * spacing > 10.0:
+                break
+    return top
+
+
+def find_venous_route(
+    grid: WorkGrid,
+    body: np.ndarray,
+    canal_centerline_ijk: np.ndarray,
+    heart_mask: np.ndarray | None = None,
+) -> VenousRoute:
+    """Aorta, IVC, azygos and SVC from the spinal canal outward, without contrast if need be.
+
+    Each vessel is the cheapest smooth path (dynamic programming over axial slices) through a
+    per-slice cost that combines (a) a round-blob matched filter (Laplacian of Gaussian at the
+    scale of a 15-30 mm lumen), (b) the lumen's HU (blood, or contrast where the scan has it),
+    (c) a Gaussian prior on the position relative to the spinal canal at that level and
+    (d) exclusion of the vertebral bodies and of vessels already found. The aorta is found
+    first (it is brighter, or as bright, and left of the spine) so that a calcified or
+    contrast-filled aorta is never taken for the IVC. On unenhanced CT the intrahepatic IVC is
+    as dense as the liver around it: there the path follows the prior and its own continuity.
+
+    The azygos vein is rarely visible on the 2 mm grid (3-8 mm wide): its mask is a thin tube
+    at the prior position right-anterolateral of the thoracic vertebral bodies, nudged onto
+    the nearest soft tissue, with a straight arch to the SVC; its note says "prior". The SVC
+    is searched right of the ascending aorta from 30 to 100 mm above the IVC's entry into the
+    atrium (or the heart mask's top part); dense contrast there is accepted as lumen.
+    """
+    spacing = grid.spacing_mm
+    nx, ny, nz = grid.shape
+    cx, cy, measured = _canal_per_slice(np.asarray(canal_centerline_ijk, float), body, spacing)
+    notes: dict[str, str] = {}
+    if not measured.any():
+        notes["canal"] = "no spinal canal found: positions are relative to the body outline"
+    crop = _Crop(
+        x0=max(0, int(np.floor(cx.min() + CROP_DX_MM[0] / spacing))),
+        x1=min(nx, int(np.ceil(cx.max() + CROP_DX_MM[1] / spacing)) + 1),
+        y0=max(0, int(np.floor(cy.min() + CROP_DY_MM[0] / spacing))),
+        y1=min(ny, int(np.ceil(cy.max() + CROP_DY_MM[1] / spacing)) + 1),
+        cx=cx,
+        cy=cy,
+    )
+    has_body = body.sum(axis=(0, 1)) > 0
+    body_ks = np.flatnonzero(has_body)
+    masks: dict[str, np.ndarray] = {}
+    empty = np.zeros((0, 3))
+    if crop.x1 - crop.x0 < 8 or crop.y1 - crop.y0 < 8 or len(body_ks) < 3:
+        return VenousRoute(masks, empty, empty, False, {"all": "body too small to search"})
+    k_lo, k_hi = int(body_ks[0]), int(body_ks[-1]) + 1
+    ks = np.arange(k_lo, k_hi)
+    hu_crop = grid.hu[crop.x0 : crop.x1, crop.y0 : crop.y1, k_lo:k_hi]
+    body_crop = body[crop.x0 : crop.x1, crop.y0 : crop.y1, k_lo:k_hi]
+    mean, blob = _slice_filters(hu_crop, spacing)
+    spine = _spine_exclusion(hu_crop)
+    outside = ~body_crop
+
+    def place(crop_mask: np.ndarray) -> np.ndarray:
+        full = np.zeros(grid.shape, bool)
+        full[crop.x0 : crop.x1, crop.y0 : crop.y1, k_lo:k_hi] = crop_mask
+        return full
+
+    def to_lps(path: np.ndarray, path_ks: np.ndarray) -> np.ndarray:
+        ijk = np.column_stack([path[:, 0] + crop.x0, path[:, 1] + crop.y0, path_ks])
+        return grid.to_lps(ijk)
+
+    # --- Aorta. Enhanced when the brightest 10 mm disk in its window is well above blood.
+    prior_a = _prior_cost(crop, spacing, AORTA_PRIOR_DX_MM, AORTA_PRIOR_DY_MM, ks)
+    window_a = prior_a < 2.0
+    peak = np.where(window_a & ~spine, np.minimum(mean, 1000.0), -1000.0).max(axis=(0, 1))
+    aorta_hu = float(np.median(peak))
+    enhanced = aorta_hu >= ENHANCED_AORTA_HU
+    if enhanced:
+        intensity_a = _band_cost(mean, 0.6 * aorta_hu, 1.5 * aorta_hu, 0.3 * aorta_hu)
+        blob_a = np.zeros_like(blob)  # the contrast itself is the evidence
+    else:
+        intensity_a = _band_cost(mean, BLOOD_HU[0], 120.0, BLOOD_SOFT_HU)
+        blob_a = np.clip(blob, 0.0, 1.0)
+    cost_a = (
+        INTENSITY_WEIGHT * intensity_a
+        - BLOB_WEIGHT * blob_a
+        + PRIOR_WEIGHT * prior_a
+        + EXCLUDED_COST * (outside | (spine & ~(enhanced & (intensity_a < 0.5))))
+    )
+    path_a = _track(cost_a, spacing)
+    aorta_crop = _lumen_mask(
+        hu_crop,
+        path_a,
+        np.arange(len(ks)),
+        AORTA_RADIUS_MM,
+        spacing,
+        hu_range=(0.5 * aorta_hu, 3100.0) if enhanced else (-20.0, 3100.0),
+    )
+    masks["aorta"] = place(aorta_crop)
+    aorta_line = to_lps(path_a, ks)
+    notes["aorta"] = (
+        "image: contrast-filled lumen" if enhanced else "image+prior: unenhanced round blob"
+    ) + f", median peak {aorta_hu:.0f} HU"
+
+    # --- IVC: the same search right of the spine, the aorta (with a margin) excluded.
+    aorta_zone = ndimage.binary_dilation(aorta_crop, structure=np.ones((3, 3, 1), bool))
+    prior_i = _prior_cost(crop, spacing, IVC_PRIOR_DX_MM, IVC_PRIOR_DY_MM, ks)
+    # Venous blood is never denser than DENSE_HU except with cement or dense contrast: a mild
+    # cost keeps the path through a cemented segment without inviting it onto bone.
+    intensity_i = np.minimum(_band_cost(mean, BLOOD_HU[0], BLOOD_HU[1], BLOOD_SOFT_HU), 1.0)
+    intensity_i = np.where(mean > DENSE_HU, 0.6, intensity_i)
+    cost_i = (
+        INTENSITY_WEIGHT * intensity_i
+        - BLOB_WEIGHT * np.clip(blob, 0.0, 1.0)
+        + PRIOR_WEIGHT * prior_i
+        + EXCLUDED_COST * (outside | spine | aorta_zone)
+    )
+    ivc_lo, ivc_hi, extent_note = _ivc_extent(grid, body, crop, heart_mask, k_lo, k_hi)
+    if ivc_hi - ivc_lo >= 3:
+        sub = slice(ivc_lo - k_lo, ivc_hi - k_lo)
+        path_i = _track(cost_i[:, :, sub], spacing)
+        ivc_ks = np.arange(ivc_lo, ivc_hi)
+        ivc_crop = np.zeros_like(aorta_crop)
+        ivc_crop[:, :, sub] = _lumen_mask(
+            hu_crop[:, :, sub],
+            path_i,
+            np.arange(len(ivc_ks)),
+            IVC_RADIUS_MM,
+            spacing,
+            exclude=aorta_zone[:, :, sub] | spine[:, :, sub],
+        )
+        masks["ivc"] = place(ivc_crop)
+        ivc_line = to_lps(path_i, ivc_ks)
+        notes["ivc"] = "image+prior: " + extent_note
+    else:
+        ivc_line = empty
+        notes["ivc"] = "not covered: " + extent_note
+    return VenousRoute(masks, ivc_line, aorta_line, enhanced, notes)
+
+
+def _ivc_extent(
+    grid: WorkGrid,
+    body: np.ndarray,
+    crop: _Crop,
+    heart_mask: np.ndarray | None,
+    k_lo: int,
+    k_hi: int,
+) -> tuple[int, int, str]:
+    """Slices [lo, hi) the IVC spans: from the iliac confluence (or the scan's lower edge) to
+    the right atrium (or the scan's upper edge), with a note on how each end was set."""
+    spacing = grid.spacing_mm
+    crest = _iliac_crest_top(grid, body, crop.cx, crop.cy)
+    if crest is None:
+        lo, low_note = k_lo, "from the scan's lower edge"
+    else:
+        lo = max(k_lo, crest - int(round(CONFLUENCE_BELOW_CREST_MM / spacing)))
+        low_note = "from the iliac confluence (iliac crests)"
+    hi, high_note = k_hi, "to the scan's upper edge"
+    thorax = _thorax_slices(grid, body)
+    if heart_mask is not None and heart_mask.any():
+        heart_ks = np.flatnonzero(heart_mask.any(axis=(0, 1)))
+        hi = min(k_hi, int(heart_ks[0]) + int(round(SUPRADIAPHRAGMATIC_IVC_MM / spacing)))
+        high_note = "to the right atrium (heart mask)"
+    else:
+        chest = np.flatnonzero(thorax[lo:k_hi])
+        # The diaphragm: the lowest slice from which the chest continues upward.
+        if len(chest):
+            runs = np.split(chest, np.flatnonzero(np.diff(chest) > 1) + 1)
+            top_run = runs[-1]
+            if lo + top_run[-1] + 1 >= k_hi - 1 and len(top_run) * spacing > 40.0:
+                diaphragm = lo + int(top_run[0])
+                hi = min(k_hi, diaphragm + int(round(SUPRADIAPHRAGMATIC_IVC_MM / spacing)) + 1)
+                high_note = "to the right atrium (diaphragm + 16 mm)"
+    return lo, max(lo, hi), f"{low_note} {high_note}"

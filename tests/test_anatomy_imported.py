@@ -1,0 +1,101 @@
+"""Anatomy imported from TotalSegmentator masks (--anatomy DIR), resampled in physical space."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cementscan.anatomy.grid import make_work_grid
+from cementscan.anatomy.imported import anatomy_from_classes, read_class_masks
+from cementscan.io import load_volume
+
+
+def _label_at(image: sitk.Image, array_ijk: np.ndarray, lps: tuple[float, float, float]) -> int:
+    index = image.TransformPhysicalPointToIndex([float(v) for v in lps])
+    return int(array_ijk[index])
+
+
+@pytest.mark.parametrize(
+    ("folder", "ct"),
+    [("chest-cta", "ct.nii.gz"), ("abdomen-native-3mm", "ct.nii.gz")],
+)
+def test_imported_levels_sit_in_their_labels(shared_data: Path, folder: str, ct: str) -> None:
+    volume = load_volume(shared_data / folder / ct)
+    grid = make_work_grid(volume)
+    anatomy = anatomy_from_classes(
+        read_class_masks(shared_data / folder / "labels.nii.gz", grid), grid
+    )
+    names = json.loads((shared_data / folder / "labels.json").read_text())
+    ids = {name: int(i) for i, name in names.items()}
+    image = sitk.ReadImage(str(shared_data / folder / "labels.nii.gz"))
+    array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+    volume_ml = {n: np.count_nonzero(array == i) * voxel_ml for n, i in ids.items()}
+    present = {n for n in ids if n.startswith("vertebrae_") and volume_ml[n] > 0}
+    sizeable = {n for n in present if volume_ml[n] >= 5.0}  # not just a sliver at the edge
+    reported = {f"vertebrae_{v.level}" for v in anatomy.vertebrae}
+    assert anatomy.level_anchor == "imported"
+    assert sizeable <= reported <= present
+    inside = [
+        _label_at(image, array, v.body_centroid_lps_mm) == ids[f"vertebrae_{v.level}"]
+        for v in anatomy.vertebrae
+    ]
+    assert np.mean(inside) >= 0.9, inside
+    zs = [v.body_centroid_lps_mm[2] for v in anatomy.vertebrae]
+    assert zs == sorted(zs, reverse=True)  # cranial first
+
+
+def test_imported_ivc_is_resampled_in_physical_space(shared_data: Path) -> None:
+    """The j2k labels are stored y-flipped relative to the DICOM grid: index-wise copying would put
+    the IVC on the wrong side of the body in y."""
+    folder = shared_data / "upper-abdomen-dicom-j2k"
+    volume = load_volume(folder / "dicom")
+    grid = make_work_grid(volume)
+    anatomy = anatomy_from_classes(read_class_masks(folder / "labels.nii.gz", grid), grid)
+    image = sitk.ReadImage(str(folder / "labels.nii.gz"))
+    ivc_id = next(
+        int(i)
+        for i, n in json.loads((folder / "labels.json").read_text()).items()
+        if n == "inferior_vena_cava"
+    )
+    array = sitk.GetArrayFromImage(image)  # (k, j, i)
+    points = np.array(
+        [
+            image.TransformIndexToPhysicalPoint([int(i), int(j), int(k)])
+            for k, j, i in np.argwhere(array == ivc_id)
+        ]
+    )
+    centreline = anatomy.ivc_centerline_lps_mm
+    assert len(centreline) >= 15
+    assert np.allclose(centreline[:, :2].mean(axis=0), points[:, :2].mean(axis=0), atol=2.0)
+    cord_x = np.mean([v.body_centroid_lps_mm[0] for v in anatomy.vertebrae])
+    assert centreline[:, 0].mean() < cord_x - 10  # right of the spine
+    assert centreline[:, 1].mean() < min(v.body_centroid_lps_mm[1] for v in anatomy.vertebrae)
+
+
+def test_per_class_folder_equals_multilabel(shared_data: Path, tmp_path: Path) -> None:
+    folder = shared_data / "abdomen-native-3mm"
+    volume = load_volume(folder / "ct.nii.gz")
+    grid = make_work_grid(volume)
+    multilabel = read_class_masks(folder / "labels.nii.gz", grid)
+    image = sitk.ReadImage(str(folder / "labels.nii.gz"))
+    names = json.loads((folder / "labels.json").read_text())
+    per_class = tmp_path / "segmentations"
+    per_class.mkdir()
+    chosen = ("vertebrae_L3", "inferior_vena_cava", "lung_lower_lobe_right", "sacrum")
+    for i, name in names.items():
+        if name in chosen:
+            sitk.WriteImage(
+                sitk.Cast(image == int(i), sitk.sitkUInt8), str(per_class / f"{name}.nii.gz")
+            )
+    (per_class / "liver.nii.gz").write_bytes(
+        (per_class / "sacrum.nii.gz").read_bytes()
+    )  # unused class
+    masks = read_class_masks(per_class, grid)
+    assert set(masks) == set(chosen)
+    for name in chosen:
+        assert np.array_equal(masks[name], multilabel[name])
