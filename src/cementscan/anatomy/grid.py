@@ -32,10 +32,10 @@ class WorkGrid:
         x, y, z = self.hu.shape
         return int(x), int(y), int(z)
 
-    def to_lps(self, ijk: np.ndarray) -> np.ndarray:
+    def to_lps(self, ijk: np.ndarray | list[float]) -> np.ndarray:
         return np.asarray(ijk, dtype=float) * self.spacing_mm + self.origin_lps_mm
 
-    def to_index(self, lps_mm: np.ndarray) -> np.ndarray:
+    def to_index(self, lps_mm: np.ndarray | list[float]) -> np.ndarray:
         """Fractional grid indices of LPS points."""
         return (np.asarray(lps_mm, dtype=float) - self.origin_lps_mm) / self.spacing_mm
 

@@ -151,7 +151,7 @@ def _centerline(mask: np.ndarray | None, grid: WorkGrid) -> np.ndarray:
     points = []
     for k in np.flatnonzero(mask.any(axis=(0, 1))):
         xs, ys = np.nonzero(mask[:, :, k])
-        points.append(grid.to_lps([xs.mean(), ys.mean(), k]))
+        points.append(grid.to_lps([float(xs.mean()), float(ys.mean()), float(k)]))
     return np.asarray(points)
 
 
