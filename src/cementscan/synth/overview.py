@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from cementscan.atomic import atomic_path
 
 if TYPE_CHECKING:
     from cementscan.synth.phantom import Phantom
@@ -87,14 +87,9 @@ def write_overview(phantom: Phantom, index: int, path: str | Path) -> Path:
                  f"{s.description} ({len(objs)} cement objects)")  # fmt: skip
     fig.tight_layout()
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".png", dir=target.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=80)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=80, format="png")
     finally:
         plt.close(fig)
     return target

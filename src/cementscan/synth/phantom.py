@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from cementscan.findings.io import write_json_atomic
 from cementscan.io.volume import CTVolume, SourceInfo
 from cementscan.io.write import write_labels, write_volume
 from cementscan.synth.cement import CementBuilder
@@ -449,7 +447,7 @@ def write_phantom(
 
             written.append(write_overview(phantom, n, out / f"overview{suffix}.png"))
     truth = phantom.truth_json(files)
-    written.append(write_text_atomic(out / "truth.json", json.dumps(truth, indent=2) + "\n"))
+    written.append(write_json_atomic(truth, out / "truth.json"))
     if dicom:
         from cementscan.io.dicom_write import write_dicom_series
 
@@ -471,18 +469,6 @@ def write_phantom(
                 study_date=src.study_date,
             )
     return written
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 __all__ = ["HU_VISCERA", "Phantom", "PhantomSeries", "coverage", "make_phantom", "write_phantom"]
