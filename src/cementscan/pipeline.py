@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cementscan import __version__
+from cementscan.anatomy import Anatomy, compute_anatomy
 from cementscan.cement import find_candidates
 from cementscan.classify import findings_from_candidates
 from cementscan.errors import InputError
@@ -32,8 +33,8 @@ DEFAULT_FORMATS = ("json", "labels")
 PLACEHOLDER_WARNINGS = (
     "detection is a density threshold only (seeds >= 1800 HU grown to >= 1200 HU): every dense "
     "component is listed as category 'other', including contrast, metal and cortical bone; "
-    "calibrated detection and classification are not implemented in this version",
-    "anatomy is not implemented in this version: levels are null, regions are not assessable",
+    "calibrated detection and classification are not implemented in this version, so no region "
+    "is reported as assessable",
     "no management suggestion: the clinical rules are not implemented in this version",
 )
 
@@ -46,7 +47,7 @@ class AnalysisOptions:
     """
 
     series_uid: str | None = None
-    anatomy: str = "classical"  # "classical" | "none" | a folder of TotalSegmentator masks
+    anatomy: str = "classical"  # "classical" | "none" | TotalSegmentator masks (folder or file)
     symptoms: tuple[str, ...] | None = None
     formats: tuple[str, ...] = DEFAULT_FORMATS
 
@@ -68,26 +69,41 @@ def analyze(inputs: Sequence[str | Path], options: AnalysisOptions | None = None
     False
     """
     options = options or AnalysisOptions()
-    if options.anatomy not in ANATOMY_MODES and not Path(options.anatomy).is_dir():
+    if options.anatomy not in ANATOMY_MODES and not Path(options.anatomy).exists():
         raise InputError(
-            f"--anatomy must be one of {', '.join(ANATOMY_MODES)} or a folder of masks",
+            f"--anatomy must be {' or '.join(ANATOMY_MODES)}, or TotalSegmentator masks "
+            "(a folder of per-class files or a multilabel file)",
             options.anatomy,
         )
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     study = load_study(inputs, series_uid=options.series_uid)
     timings["load"] = time.perf_counter() - clock
+    masks_path = None if options.anatomy in ANATOMY_MODES else Path(options.anatomy)
+    if masks_path is not None and len(study.volumes) != 1:
+        raise InputError(
+            f"--anatomy with a masks folder needs exactly one CT series, the input has "
+            f"{len(study.volumes)}",
+            masks_path,
+        )
 
     findings: list[Finding] = []
     label_maps: list[np.ndarray] = []
-    cement_s = classify_s = 0.0
+    anatomies: list[Anatomy | None] = []
+    anatomy_s = cement_s = classify_s = 0.0
     for series_index, volume in enumerate(study.volumes):
+        clock = time.perf_counter()
+        anatomy = None
+        if options.anatomy != "none":
+            anatomy = compute_anatomy(volume, masks_path=masks_path)
+        anatomies.append(anatomy)
+        anatomy_s += time.perf_counter() - clock
         clock = time.perf_counter()
         candidates = find_candidates(volume)
         cement_s += time.perf_counter() - clock
         clock = time.perf_counter()
         series_findings = findings_from_candidates(
-            candidates, volume, series_index, first_id=len(findings) + 1
+            candidates, volume, series_index, first_id=len(findings) + 1, anatomy=anatomy
         )
         classify_s += time.perf_counter() - clock
         # Finding ids run across the study; each series' label map holds its findings' ids.
@@ -95,6 +111,7 @@ def analyze(inputs: Sequence[str | Path], options: AnalysisOptions | None = None
         labels[labels > 0] += len(findings)
         label_maps.append(labels)
         findings.extend(series_findings)
+    timings["anatomy"] = anatomy_s
     timings["cement"] = cement_s
     timings["classify"] = classify_s
 
@@ -103,12 +120,18 @@ def analyze(inputs: Sequence[str | Path], options: AnalysisOptions | None = None
     timings["summary"] = time.perf_counter() - clock
 
     warnings = [w for v in study.volumes for w in v.warnings]
+    warnings.extend(w for a in anatomies if a is not None for w in a.warnings)
+    if options.anatomy == "none":
+        warnings.append(
+            "anatomy was switched off (--anatomy none): levels are null, sides are "
+            "taken against the bone midline"
+        )
     warnings.extend(PLACEHOLDER_WARNINGS)
     document = FindingsDocument(
         software={"name": "cementscan", "version": __version__},
-        inputs=tuple(_input_record(v) for v in study.volumes),
+        inputs=tuple(_input_record(v, a) for v, a in zip(study.volumes, anatomies, strict=True)),
         skipped_series=tuple(SkippedRecord(s.series_uid, s.reason) for s in study.skipped),
-        anatomy=AnatomyRecord(),
+        anatomy=_anatomy_record(anatomies),
         findings=tuple(findings),
         summary=summary,
         management=Management(
@@ -121,7 +144,25 @@ def analyze(inputs: Sequence[str | Path], options: AnalysisOptions | None = None
     return Result(study=study, document=document, label_maps=tuple(label_maps))
 
 
-def _input_record(volume: CTVolume) -> InputRecord:
+def _anatomy_record(anatomies: Sequence[Anatomy | None]) -> AnatomyRecord:
+    """The study's levels (cranial to caudal, every series) and the most confident series' anchor."""
+    found = [a for a in anatomies if a is not None]
+    if not found:
+        return AnatomyRecord()
+    best = max(found, key=lambda a: a.level_confidence)
+    levels: dict[str, float] = {}
+    for anatomy in found:
+        for vertebra in anatomy.vertebrae:
+            if vertebra.level:
+                levels.setdefault(vertebra.level, vertebra.body_centroid_lps_mm[2])
+    return AnatomyRecord(
+        levels=tuple(sorted(levels, key=lambda level: -levels[level])),
+        level_anchor=best.level_anchor,
+        level_confidence=round(best.level_confidence, 3),
+    )
+
+
+def _input_record(volume: CTVolume, anatomy: Anatomy | None) -> InputRecord:
     return InputRecord(
         path=volume.source.path,
         format=volume.source.format,
@@ -129,6 +170,8 @@ def _input_record(volume: CTVolume) -> InputRecord:
         shape=volume.shape,
         spacing_mm=volume.spacing_mm,
         modality="CT",
+        contrast_phase="unknown" if anatomy is None else anatomy.contrast_phase,
+        coverage=() if anatomy is None else anatomy.coverage,
         orientation=volume.orientation_code(),
         slice_thickness_mm=volume.source.slice_thickness_mm,
     )
