@@ -56,7 +56,9 @@ def make_work_grid(volume: CTVolume, spacing_mm: float = WORK_SPACING_MM) -> Wor
     ) * (np.asarray(volume.shape) - 1)
     corners = volume.index_to_lps(corners_ijk)
     low, high = corners.min(axis=0), corners.max(axis=0)
-    size = np.maximum(np.floor((high - low) / spacing_mm).astype(int) + 1, 1)
+    # Round up so the grid reaches the CT's last slice; the fraction of a voxel beyond it is
+    # filled from the nearest CT voxel, not with air.
+    size = np.maximum(np.ceil((high - low) / spacing_mm - 1e-6).astype(int) + 1, 1)
     reference = sitk.Image([int(s) for s in size], sitk.sitkInt16)
     reference.SetSpacing([spacing_mm] * 3)
     reference.SetOrigin([float(v) for v in low])
@@ -69,7 +71,13 @@ def make_work_grid(volume: CTVolume, spacing_mm: float = WORK_SPACING_MM) -> Wor
     if max(factors) > 1:
         image = sitk.BinShrink(image, factors)
     resampled = sitk.Resample(
-        image, reference, sitk.Transform(), sitk.sitkLinear, float(AIR_HU), sitk.sitkInt16
+        image,
+        reference,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        float(AIR_HU),
+        sitk.sitkInt16,
+        True,  # useNearestNeighborExtrapolator
     )
     array = sitk.GetArrayFromImage(resampled).transpose(2, 1, 0)
     return WorkGrid(hu=array, spacing_mm=spacing_mm, origin_lps_mm=low.astype(float))

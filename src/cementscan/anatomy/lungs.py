@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from cementscan.anatomy.body import largest_component
 from cementscan.anatomy.grid import WorkGrid, labels_to_volume
 from cementscan.anatomy.model import LungInfo
 from cementscan.io.volume import CTVolume
@@ -16,17 +15,17 @@ from cementscan.io.volume import CTVolume
 AIR_HU = -500  # halfway between aerated lung (~-850) and soft tissue (~40): the lung/wall edge
 PURE_GAS_HU = -950  # gas without tissue: airway lumen, bowel gas, air outside the patient
 VESSEL_HU = -400  # 2 mm voxels a vessel fills at least halfway; unenhanced blood is ~40 HU
-HILAR_VESSEL_HU = -100  # the hilar arteries/veins/bronchial walls: fully soft tissue or denser
-BONE_HU = 300  # ribs and spine, excluded from the hilum search
+HILAR_VESSEL_HU = -100  # 2 mm voxels fully inside a vessel (thick vessels: the hilum)
 
 # --- lung candidates ---
 # Aerated lung averages -700..-880 HU on 2 mm voxels and almost none of it is pure gas, whereas
 # bowel gas and the lumen of the airways are 40-60 % pure gas (measured on the shared data).
 MAX_LUNG_GAS_FRACTION = 0.25
-MAX_LARGE_LUNG_GAS_FRACTION = 0.5  # emphysema raises it; a large component is lung anyway
-LARGE_LUNG_ML = 100.0  # a component this big inside the chest is lung whatever touches it
+MAX_LARGE_LUNG_GAS_FRACTION = 0.35  # emphysema raises it; colon gas (0.46 here) stays above
+LARGE_LUNG_ML = 300.0  # larger than a colon gas collection (222 ml in abdomen-native-3mm)
 MIN_LUNG_BASE_ML = 3.0  # smaller lung bits at the top of an abdominal scan are not worth a mask
 MIN_SPLIT_FRACTION = 0.1  # when splitting a merged left+right component, the smaller part's share
+MAX_SPLIT_EROSIONS = 6  # junction lines are 1-3 work voxels thick
 
 # --- airways: small gas-filled cross-sections near the midline (trachea, main bronchi) ---
 AIRWAY_MAX_AREA_MM2 = 700.0  # trachea ~250-400 mm2, main bronchi ~150 mm2; obliquely cut ~2x
@@ -38,14 +37,14 @@ AIRWAY_MIN_GAS_FRACTION = 0.3  # the lumen is mostly pure gas; a small lung apex
 FILL_CLOSING_MM = 6.0  # closes the vessel/bronchus notches at the hilum and along fissures
 
 # --- hilum and central/peripheral ---
-HILUM_SHELL_MM = 6.0  # look for hilar vessels up to this far outside the filled lung
-HILUM_OPENING_MM = 4.0  # keep structures >= ~10 mm thick (lobar vessels and larger)
-HILUM_Z_BAND = (0.35, 0.8)  # the hila lie in this part of the lung's height (caudal=0)
+HILUM_MIN_THICK_VESSEL_MM3 = 2000.0  # ~2 ml of >= 6 mm vessels: the hilar/lobar vessels
+HILUM_MIN_SCAN_MARGIN_MM = 30.0  # a "hilum" closer than this to the scan's end is a cut lung
 CENTRAL_RADIUS_MM = 35.0  # lobar arteries reach ~2-4 cm from the hilum (UNCONFIRMED cut-off)
 REFERENCE_LUNG_ML = 2500.0  # adult lung the radius above refers to
 MEDIAL_DISCOUNT = 0.5  # displacement toward the mediastinum counts half: the trunk is central
 
 LUNG_LABELS = {"lung_right": 1, "lung_left": 2}
+_BAND_CODE = 10  # label + this marks a voxel of the edge band in lung_labels_native
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +60,37 @@ class LungResult:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     lungs: dict[str, LungInfo] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+
+
+def _label_means(labels: np.ndarray, count: int, values: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` per label 1..count (np.bincount: much faster than ndimage.mean)."""
+    flat = labels.ravel()
+    inside = flat > 0  # labelled voxels are a small part of the grid: skip the rest
+    flat = flat[inside]
+    sizes = np.bincount(flat, minlength=count + 1)[1:].astype(float)
+    weights = values.ravel()[inside].astype(np.float64)
+    sums = np.bincount(flat, weights=weights, minlength=count + 1)[1:]
+    return sums / np.maximum(sizes, 1.0)
+
+
+_IN_PLANE = np.zeros((3, 3, 3), bool)
+_IN_PLANE[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+
+
+def fill_holes(mask: np.ndarray, axial_only: bool = False) -> np.ndarray:
+    """Fill holes in 3-D or in every axial slice at once, by labelling the background (one
+    labelling pass instead of ndimage.binary_fill_holes' iterated dilations)."""
+    structure = _IN_PLANE if axial_only else None
+    background, count = ndimage.label(~mask, structure=structure)
+    if count == 0:
+        return mask.copy()
+    outside = np.zeros(count + 1, bool)
+    border_axes = (0, 1) if axial_only else (0, 1, 2)
+    for axis in border_axes:
+        for end in (0, -1):
+            outside[np.unique(np.take(background, end, axis=axis))] = True
+    outside[0] = False
+    return ~outside[background]
 
 
 def _ball(radius_vox: int) -> np.ndarray:
@@ -102,12 +132,39 @@ def _candidate_air(grid: WorkGrid, body: np.ndarray) -> np.ndarray:
     if outside.any():
         labels, count = ndimage.label(outside)
         if count:
-            index = np.arange(1, count + 1)
-            gas = ndimage.mean(grid.hu < PURE_GAS_HU, labels, index)
+            gas = _label_means(labels, count, grid.hu < PURE_GAS_HU)
             keep = np.zeros(count + 1, bool)
             keep[1:] = gas < MAX_LUNG_GAS_FRACTION
             inside |= keep[labels]
     return inside
+
+
+def _lung_components(air: np.ndarray, grid: WorkGrid) -> np.ndarray:
+    """The gas components that hold lung (with the airways still attached to them).
+
+    A component is lung when it is large and not mostly pure gas, or when it is a small
+    aerated piece cut by the top of the scan (a lung base in an abdominal CT). Bowel gas is
+    40-60 % pure gas on 2 mm voxels, aerated lung almost none.
+    """
+    labels, count = ndimage.label(air)
+    if count == 0:
+        return np.zeros(air.shape, bool)
+    voxel_ml = grid.spacing_mm**3 / 1000.0
+    sizes_ml = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
+    gas_frac = _label_means(labels, count, grid.hu < PURE_GAS_HU)
+    top = air.shape[2] - 1
+    keep = np.zeros(count + 1, bool)
+    for i, obj in enumerate(ndimage.find_objects(labels)):
+        if obj is None:
+            continue
+        large = sizes_ml[i] >= LARGE_LUNG_ML and gas_frac[i] < MAX_LARGE_LUNG_GAS_FRACTION
+        base = (
+            sizes_ml[i] >= MIN_LUNG_BASE_ML
+            and gas_frac[i] < MAX_LUNG_GAS_FRACTION
+            and obj[2].stop - 1 >= top
+        )
+        keep[i + 1] = large or base
+    return keep[labels]
 
 
 def _find_airways(air: np.ndarray, grid: WorkGrid, midline_x: np.ndarray) -> np.ndarray:
@@ -115,48 +172,43 @@ def _find_airways(air: np.ndarray, grid: WorkGrid, midline_x: np.ndarray) -> np.
     connect in 3-D to a trachea-like piece. Cross-sections that merge with lung in their slice
     (the bronchi inside the hila) stay with the lung."""
     spacing = grid.spacing_mm
-    gas = grid.hu < PURE_GAS_HU
-    pieces = np.zeros(air.shape, bool)
-    trachea_like = np.zeros(air.shape, bool)
-    max_area = AIRWAY_MAX_AREA_MM2 / spacing**2
-    for k in range(air.shape[2]):
-        slab = air[:, :, k]
-        if not slab.any():
-            continue
-        labels, count = ndimage.label(slab)
-        index = np.arange(1, count + 1)
-        areas = ndimage.sum(slab, labels, index)
-        small = areas <= max_area
-        if not small.any():
-            continue
-        gas_frac = ndimage.mean(gas[:, :, k], labels, index)
-        centres = np.array(ndimage.center_of_mass(slab, labels, index)).reshape(-1, 2)
-        offset_mm = np.abs(centres[:, 0] - midline_x[k]) * spacing
-        airway = small & (gas_frac >= AIRWAY_MIN_GAS_FRACTION)
-        lookup = np.zeros(count + 1, bool)
-        lookup[1:] = airway & (offset_mm <= AIRWAY_MAX_OFFSET_MM)
-        pieces[:, :, k] = lookup[labels]
-        lookup[1:] = airway & (offset_mm <= TRACHEA_MAX_OFFSET_MM)
-        trachea_like[:, :, k] = lookup[labels]
+    labels, count = ndimage.label(air, structure=_IN_PLANE)  # every slice's 2-D components
+    if count == 0:
+        return np.zeros(air.shape, bool)
+    flat = labels.ravel()
+    areas_mm2 = np.bincount(flat, minlength=count + 1)[1:] * spacing**2
+    gas_frac = _label_means(labels, count, grid.hu < PURE_GAS_HU)
+    xs = np.broadcast_to(np.arange(air.shape[0])[:, None, None], air.shape)
+    centre_x = _label_means(labels, count, xs)
+    objects = ndimage.find_objects(labels)
+    slice_k = np.array([o[2].start if o is not None else 0 for o in objects])
+    offset_mm = np.abs(centre_x - midline_x[slice_k]) * spacing
+    airway = (areas_mm2 <= AIRWAY_MAX_AREA_MM2) & (gas_frac >= AIRWAY_MIN_GAS_FRACTION)
+    lookup = np.zeros(count + 1, bool)
+    lookup[1:] = airway & (offset_mm <= AIRWAY_MAX_OFFSET_MM)
+    pieces = lookup[labels]
+    lookup[1:] = airway & (offset_mm <= TRACHEA_MAX_OFFSET_MM)
+    trachea_like = lookup[labels]
     if not trachea_like.any():
-        return pieces & False
+        return np.zeros(air.shape, bool)
     labels, count = ndimage.label(pieces)
     # A trachea spans several slices; an isolated gas bubble (oesophagus) may too, and is
     # harmless to remove: it is never lung.
-    slices_per = ndimage.sum(trachea_like, labels, np.arange(1, count + 1))
     keep = np.zeros(count + 1, bool)
-    keep[1:] = slices_per >= 3
+    for i, obj in enumerate(ndimage.find_objects(labels)):
+        if obj is not None:
+            sub = (labels[obj] == i + 1) & trachea_like[obj]
+            keep[i + 1] = int(sub.any(axis=(0, 1)).sum()) >= 3
     return keep[labels]
 
 
 def _split_left_right(component: np.ndarray) -> list[np.ndarray]:
     """Split one component holding both lungs (touching at the anterior/posterior junction
     lines) by eroding until two large parts appear and growing them back inside the original."""
-    total = component.sum()
     box = _bbox(component, 2, component.shape)
     sub = component[box]
     eroded = sub
-    for _ in range(8):
+    for step in range(1, MAX_SPLIT_EROSIONS + 1):
         eroded = ndimage.binary_erosion(eroded)
         labels, count = ndimage.label(eroded)
         if count < 2:
@@ -168,27 +220,27 @@ def _split_left_right(component: np.ndarray) -> list[np.ndarray]:
             seeds = np.zeros(sub.shape, np.uint8)
             seeds[labels == order[0]] = 1
             seeds[labels == order[1]] = 2
-            grown = _grow_labels(seeds, sub)
+            grown = _grow_labels(seeds, sub, step + 2)
             out = []
             for value in (1, 2):
                 part = np.zeros(component.shape, bool)
                 part[box] = grown == value
                 out.append(part)
             return out
-    del total
     return [component]
 
 
-def _grow_labels(seeds: np.ndarray, within: np.ndarray, max_iter: int = 30) -> np.ndarray:
-    """Grow labelled seeds inside ``within`` one voxel per step; ties go to the smaller label."""
+def _grow_labels(seeds: np.ndarray, within: np.ndarray, steps: int) -> np.ndarray:
+    """Grow labelled seeds inside ``within`` one voxel per step (erosion removed at most
+    ``steps - 2`` layers, so that many steps give nearly every voxel back)."""
     labels = seeds.copy()
-    for _ in range(max_iter):
+    for _ in range(steps):
         free = within & (labels == 0)
         if not free.any():
             break
+        # grey dilation takes the larger label where two fronts meet: that moves the boundary
+        # by at most one voxel, within the work grid's resolution.
         grown = ndimage.grey_dilation(labels, size=(3, 3, 3))
-        # grey dilation takes the larger label; where two fronts meet that only moves the
-        # boundary by one voxel, which is within the work grid's resolution.
         new = free & (grown > 0)
         if not new.any():
             break
@@ -203,10 +255,7 @@ def _fill_lung(lung: np.ndarray, spacing_mm: float) -> np.ndarray:
     box = _bbox(lung, radius + 1, lung.shape)
     sub = lung[box]
     closed = ndimage.binary_closing(sub, structure=_ball(radius)) | sub
-    filled = closed.copy()
-    for k in range(filled.shape[2]):
-        filled[:, :, k] = ndimage.binary_fill_holes(filled[:, :, k])
-    filled = ndimage.binary_fill_holes(filled)
+    filled = fill_holes(fill_holes(closed, axial_only=True))
     out = np.zeros(lung.shape, bool)
     out[box] = filled
     return out
@@ -232,28 +281,18 @@ def find_lungs(grid: WorkGrid, body: np.ndarray, volume: CTVolume | None = None)
     if not air.any():
         return LungResult()
     midline = _midline_x(body)
-    airways = _find_airways(air, grid, midline)
-    lung_air = air & ~airways
-    labels, count = ndimage.label(lung_air)
-    if count == 0:
+    lung_air = _lung_components(air, grid)
+    if not lung_air.any():
         return LungResult()
-    index = np.arange(1, count + 1)
-    voxel_ml = grid.spacing_mm**3 / 1000.0
-    sizes_ml = ndimage.sum(lung_air, labels, index) * voxel_ml
-    gas_frac = ndimage.mean(grid.hu < PURE_GAS_HU, labels, index)
-    top = lung_air.shape[2] - 1
-    touches_top = ndimage.maximum(
-        np.broadcast_to(np.arange(lung_air.shape[2]), lung_air.shape), labels, index
-    )
+    airways = _find_airways(lung_air, grid, midline)
+    lung_air &= ~airways
+    labels, count = ndimage.label(lung_air)
     accepted: list[np.ndarray] = []
+    voxel_ml = grid.spacing_mm**3 / 1000.0
+    sizes_ml = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
     for i in range(count):
-        large = sizes_ml[i] >= LARGE_LUNG_ML and gas_frac[i] < MAX_LARGE_LUNG_GAS_FRACTION
-        base = (
-            sizes_ml[i] >= MIN_LUNG_BASE_ML
-            and gas_frac[i] < MAX_LUNG_GAS_FRACTION
-            and touches_top[i] >= top - 1
-        )
-        if large or base:
+        # Removing the airways may leave crumbs of the bronchial tree behind.
+        if sizes_ml[i] >= MIN_LUNG_BASE_ML:
             component = labels == i + 1
             accepted.extend(_split_if_bilateral(component, midline, grid.spacing_mm))
     if not accepted:
@@ -277,6 +316,8 @@ def find_lungs(grid: WorkGrid, body: np.ndarray, volume: CTVolume | None = None)
         filled["left"] &= ~(both & ~sides["left"]) & ~filled["right"]
     for side in ("right", "left"):
         if side in filled:
+            # Filling closes over the main bronchi where they enter; they stay airway.
+            filled[side] &= ~airways
             masks[f"lung_{side}"] = filled[side]
     any_lung = np.zeros(grid.shape, bool)
     for mask in filled.values():
@@ -308,67 +349,65 @@ def _lung_info(side: str, lung: np.ndarray, grid: WorkGrid) -> LungInfo:
         side=side,
         volume_ml=float(lung.sum()) * grid.spacing_mm**3 / 1000.0,
         z_range_mm=(z_low, z_high),
-        hilum_lps_mm=_hilum(lung, grid),
+        hilum_lps_mm=_hilum(lung, grid, side),
         # The lung reaches the grid's first/last slice: part of it may lie beyond the scan.
         apex_covered=bool(zs[-1] < lung.shape[2] - 1),
         base_covered=bool(zs[0] > 0),
     )
 
 
-def _hilum(lung: np.ndarray, grid: WorkGrid) -> tuple[float, float, float] | None:
-    """Centre of the thick soft-tissue structures (lobar vessels, main bronchus walls) in and
-    just outside the lung's medial surface, in the middle-to-upper part of its height."""
-    spacing = grid.spacing_mm
-    shell = max(int(round(HILUM_SHELL_MM / spacing)), 1)
-    box = _bbox(lung, shell + 1, lung.shape)
+def _hilum(lung: np.ndarray, grid: WorkGrid, side: str) -> tuple[float, float, float] | None:
+    """Centre of the lung's thick vessels (>= ~6 mm across: lobar and large segmental vessels,
+    which only occur near the hilum) in the lung's medial half.
+
+    Returns None when the result cannot be a hilum: too few thick vessels, or the point lies
+    near the top or bottom of the scan (a lung base or apex cut by the field of view, whose
+    thickest vessels are basal trunks, not the hilum).
+    """
+    box = _bbox(lung, 1, lung.shape)
     sub = lung[box]
-    hu = grid.hu[box]
-    near = ndimage.binary_dilation(sub, structure=_ball(shell))
-    dense = near & (hu >= HILAR_VESSEL_HU) & (hu < BONE_HU)
-    zs = np.nonzero(sub.any(axis=(0, 1)))[0]
-    low = zs[0] + HILUM_Z_BAND[0] * (zs[-1] - zs[0])
-    high = zs[0] + HILUM_Z_BAND[1] * (zs[-1] - zs[0])
-    k = np.arange(sub.shape[2])
-    dense[:, :, (k < low) | (k > high)] = False
-    thick = ndimage.binary_opening(
-        dense, structure=_ball(max(int(round(HILUM_OPENING_MM / spacing)), 1))
+    vessels = sub & (grid.hu[box] >= HILAR_VESSEL_HU)
+    thick = ndimage.binary_opening(vessels, structure=_ball(1))
+    xs = np.nonzero(sub)[0]
+    median_x = float(np.median(xs))
+    index_x = np.arange(sub.shape[0])
+    # medial = toward larger x for the right lung, smaller x for the left one
+    lateral = index_x < median_x if side == "right" else index_x > median_x
+    thick[lateral] = False
+    if thick.sum() * grid.spacing_mm**3 < HILUM_MIN_THICK_VESSEL_MM3:
+        return None
+    centre = np.array(np.nonzero(thick), float).mean(axis=1)
+    centre += np.array([s.start for s in box], float)
+    margin = HILUM_MIN_SCAN_MARGIN_MM / grid.spacing_mm
+    if centre[2] < margin or centre[2] > lung.shape[2] - 1 - margin:
+        return None
+    return (
+        float(grid.to_lps(centre)[0]),
+        float(grid.to_lps(centre)[1]),
+        float(grid.to_lps(centre)[2]),
     )
-    # Only thick structures the lung wraps around (the hilum) count, not the heart or chest wall
-    # it merely touches: keep those whose voxels mostly lie inside the filled lung.
-    labels, count = ndimage.label(thick)
-    if count == 0:
-        return None
-    index = np.arange(1, count + 1)
-    inside = ndimage.mean(sub, labels, index)
-    sizes = ndimage.sum(thick, labels, index)
-    keep = inside >= 0.5
-    if not keep.any():
-        return None
-    best = index[keep][np.argmax(sizes[keep])]
-    centre = np.array(ndimage.center_of_mass(labels == best))
-    offset = np.array([s.start for s in box], float)
-    return tuple(float(v) for v in grid.to_lps(centre + offset))  # type: ignore[return-value]
 
 
 def is_central(
     lps_mm: np.ndarray,
     lung: LungInfo,
     radius_mm: float = CENTRAL_RADIUS_MM,
-    midline_x_mm: float | None = None,
+    in_lung: np.ndarray | None = None,
 ) -> np.ndarray:
     """Whether points (n, 3) in LPS mm lie in the central (lobar-and-more-proximal) part of
     ``lung``'s arterial tree rather than the peripheral (segmental and beyond) part.
 
     Rule: a point is central when its distance to the hilum is at most ``radius_mm`` scaled by
-    the cube root of the lung's volume relative to a 2.5 l adult lung (only when the whole lung
-    is in the scan; otherwise unscaled), where displacement toward the mediastinum counts only
-    half (so the main and lobar trunks medial to the hilum stay central). A lung without a
-    hilum (e.g. a lung base at the top of an abdominal scan) has no central part.
+    the cube root of the lung's volume relative to a 2.5 l adult lung (scaled only when the
+    whole lung is in the scan), where displacement toward the mediastinum counts only half (the
+    lobar trunks run medially into the hilum). When ``in_lung`` (n,) says which points lie
+    inside a lung mask, points outside the lungs and medial to the hilum (the main and the
+    right/left pulmonary arteries in the mediastinum) are central too. A lung without a hilum
+    (e.g. a lung base at the top of an abdominal scan) has no central part.
 
     The anatomical cut-off itself (main/lobar vs segmental) is UNCONFIRMED in the literature
-    (clinical-evidence.md §2.3); this geometric rule is a proxy, not a vessel-generation count.
-    ``midline_x_mm`` (default: the hilum's side tells which way is medial) is accepted so that
-    callers with a canal centreline can pass it; it is only used to orient "medial".
+    (clinical-evidence.md §2.3); this geometric rule is a proxy, not a count of vessel
+    generations.
     """
     points = np.atleast_2d(np.asarray(lps_mm, dtype=float))
     if lung.hilum_lps_mm is None:
@@ -380,21 +419,48 @@ def is_central(
     delta = points - hilum
     # Medial is +x for the right lung (toward the patient's left) and -x for the left lung.
     medial_sign = 1.0 if lung.side == "right" else -1.0
-    if midline_x_mm is not None:
-        medial_sign = 1.0 if midline_x_mm > hilum[0] else -1.0
     medial = delta[:, 0] * medial_sign > 0
     delta[medial, 0] *= MEDIAL_DISCOUNT
-    return np.linalg.norm(delta, axis=1) <= radius_mm * scale
+    central = np.linalg.norm(delta, axis=1) <= radius_mm * scale
+    if in_lung is not None:
+        central |= medial & ~np.asarray(in_lung, bool).reshape(-1)
+    return np.asarray(central)
 
 
 def lung_labels_native(result: LungResult, grid: WorkGrid, volume: CTVolume) -> np.ndarray:
-    """The lungs as a label map on the CT's own [i, j, k] grid (1 right, 2 left, 0 elsewhere)."""
-    labels = np.zeros(grid.shape, np.uint8)
+    """The lungs as a label map on the CT's own [i, j, k] grid (1 right, 2 left, 0 elsewhere).
+
+    The 2 mm masks are mapped to the CT's voxels (nearest neighbour); within one work voxel of
+    each lung's edge the native HU decides (aerated voxels join the lung, denser ones leave it),
+    so the edge follows the CT's own resolution. Inside that band the filled lung is kept as
+    is, so vessels and nodules inside the lung stay in it.
+    """
+    coded = np.zeros(grid.shape, np.uint8)
     for name, value in LUNG_LABELS.items():
         mask = result.masks.get(name)
-        if mask is not None:
-            labels[mask] = value
-    return labels_to_volume(labels, grid, volume)
+        if mask is None or not mask.any():
+            continue
+        box = _bbox(mask, 2, mask.shape)
+        sub = mask[box]
+        core = ndimage.binary_erosion(sub)
+        band = ndimage.binary_dilation(sub) & ~core
+        view = coded[box]
+        view[band & (view == 0)] = value + _BAND_CODE
+        view[core] = value
+    # Pad by one work voxel (edge values): the work grid can stop up to one voxel short of the
+    # CT's last slice, which labels_to_volume would leave unlabelled.
+    padded = np.pad(coded, 1, mode="edge")
+    shifted = WorkGrid(
+        hu=np.empty((0, 0, 0), np.int16),
+        spacing_mm=grid.spacing_mm,
+        origin_lps_mm=grid.origin_lps_mm - grid.spacing_mm,
+    )
+    native = labels_to_volume(padded, shifted, volume)
+    banded = native > _BAND_CODE
+    if banded.any():
+        aerated = volume.hu[banded] < AIR_HU
+        native[banded] = np.where(aerated, native[banded] - _BAND_CODE, 0)
+    return native
 
 
-__all__ = ["LungResult", "find_lungs", "is_central", "lung_labels_native", "largest_component"]
+__all__ = ["LungResult", "fill_holes", "find_lungs", "is_central", "lung_labels_native"]

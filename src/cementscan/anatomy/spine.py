@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -167,3 +169,169 @@ def _longest_run(path: np.ndarray, max_gap: int) -> np.ndarray:
     breaks = np.flatnonzero(np.diff(path[:, 0]) > max_gap) + 1
     runs = np.split(path, breaks)
     return max(runs, key=len)
+
+
+# --- a frame that follows the canal: used to straighten the spine and to measure along it ---
+
+FRAME_TANGENT_SMOOTHING_SLICES = 3.0  # the canal's direction over ~12 mm, not slice noise
+FRAME_EXTRAPOLATION_FIT_SLICES = 6
+STRAIGHT_U_MM = (-50.0, 50.0)  # lateral (+ = patient's left)
+STRAIGHT_V_MM = (-40.0, 70.0)  # anterior of the canal's centre (+) and posterior (-)
+# Voxels within this box around the canal get frame coordinates: bodies reach ~60 mm in front
+# of the canal's centre, spinous processes ~75 mm behind it, transverse processes ~50 mm aside.
+ROI_LATERAL_MM = 60.0
+ROI_ANTERIOR_MM = 75.0
+ROI_POSTERIOR_MM = 80.0
+
+
+@dataclass(frozen=True, eq=False)
+class SpineFrame:
+    """A moving frame along the canal centerline, one point per axial work-grid slice.
+
+    ``points`` are grid indices (x, y, k); ``tangent`` points cranially, ``anterior`` is the
+    patient's anterior direction made perpendicular to it, ``lateral`` = tangent x anterior
+    points to the patient's left. Slices ``inner_range`` (inclusive) hold the canal itself;
+    the others extrapolate it a little past its ends.
+    """
+
+    points: np.ndarray  # (m, 3)
+    tangent: np.ndarray
+    anterior: np.ndarray
+    lateral: np.ndarray
+    spacing_mm: float
+    inner_range: tuple[int, int]
+
+    @property
+    def step_mm(self) -> np.ndarray:
+        """Distance from each frame point to the next (the last repeats)."""
+        d = np.linalg.norm(np.diff(self.points, axis=0), axis=1) * self.spacing_mm
+        return np.concatenate([d, d[-1:]]) if len(d) else np.ones(1) * self.spacing_mm
+
+    @property
+    def arc_mm(self) -> np.ndarray:
+        return np.concatenate([[0.0], np.cumsum(self.step_mm[:-1])])
+
+    @property
+    def first_in_grid(self) -> int:
+        return 0
+
+    @property
+    def last_in_grid(self) -> int:
+        return len(self.points) - 1
+
+    @property
+    def has_bone(self) -> np.ndarray:
+        return np.ones(len(self.points), bool)
+
+    def point(self, s: float, u_mm: float, v_mm: float) -> np.ndarray:
+        """Grid index of the point ``u_mm`` left and ``v_mm`` anterior of the frame at ``s``."""
+        i = int(np.clip(np.floor(s), 0, len(self.points) - 2)) if len(self.points) > 1 else 0
+        f = s - i
+        j = min(i + 1, len(self.points) - 1)
+        centre = (1 - f) * self.points[i] + f * self.points[j]
+        return centre + (u_mm * self.lateral[i] + v_mm * self.anterior[i]) / self.spacing_mm
+
+
+def spine_frame(grid: WorkGrid, centerline_ijk: np.ndarray, extend_mm: float = 0.0) -> SpineFrame:
+    """The frame along ``centerline_ijk`` (rows x, y, k with consecutive k), extrapolated
+    straight by up to ``extend_mm`` past each end where the grid continues."""
+    c = np.asarray(centerline_ijk, dtype=float)
+    n_extra = int(round(extend_mm / grid.spacing_mm))
+    fit = min(FRAME_EXTRAPOLATION_FIT_SLICES, len(c))
+    below = min(n_extra, int(c[0, 2]))
+    above = min(n_extra, grid.shape[2] - 1 - int(c[-1, 2]))
+    parts = [c]
+    if below > 0:
+        slope = (c[fit - 1] - c[0]) / max(fit - 1, 1)
+        parts.insert(0, c[0] - slope * np.arange(below, 0, -1)[:, None])
+    if above > 0:
+        slope = (c[-1] - c[-fit]) / max(fit - 1, 1)
+        parts.append(c[-1] + slope * np.arange(1, above + 1)[:, None])
+    points = np.concatenate(parts)
+    smooth = ndimage.gaussian_filter1d(
+        points, FRAME_TANGENT_SMOOTHING_SLICES, axis=0, mode="nearest"
+    )
+    tangent = np.gradient(smooth, axis=0)
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    anterior = np.tile([0.0, -1.0, 0.0], (len(points), 1))
+    anterior -= (anterior * tangent).sum(axis=1, keepdims=True) * tangent
+    anterior /= np.linalg.norm(anterior, axis=1, keepdims=True)
+    lateral = np.cross(tangent, anterior)
+    return SpineFrame(
+        points, tangent, anterior, lateral, grid.spacing_mm, (below, below + len(c) - 1)
+    )
+
+
+def straighten(
+    volume: np.ndarray,
+    frame: SpineFrame,
+    u_mm: tuple[float, float] = STRAIGHT_U_MM,
+    v_mm: tuple[float, float] = STRAIGHT_V_MM,
+    order: int = 1,
+    cval: float = -1024.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Resample ``volume`` ([x, y, z] on the frame's grid) into planes perpendicular to the
+    canal: out[i, p, q] at frame point i, ``us[p]`` mm left, ``vs[q]`` mm anterior."""
+    sp = frame.spacing_mm
+    us = np.arange(u_mm[0], u_mm[1] + 1e-6, sp)
+    vs = np.arange(v_mm[0], v_mm[1] + 1e-6, sp)
+    points = (
+        frame.points[:, None, None, :]
+        + (us / sp)[None, :, None, None] * frame.lateral[:, None, None, :]
+        + (vs / sp)[None, None, :, None] * frame.anterior[:, None, None, :]
+    )
+    source = volume if volume.dtype.kind == "f" else volume.astype(np.float32)
+    out = ndimage.map_coordinates(
+        source, points.reshape(-1, 3).T, order=order, cval=cval, mode="constant"
+    )
+    return out.reshape(points.shape[:3]), us, vs
+
+
+@dataclass(frozen=True, eq=False)
+class FrameCoordinates:
+    """Frame coordinates of the voxels in ``roi`` (a box of the work grid): ``s`` the
+    fractional frame slice, ``u_mm`` left and ``v_mm`` anterior of the canal's centre."""
+
+    roi: tuple[slice, slice, slice]
+    s: np.ndarray
+    u_mm: np.ndarray
+    v_mm: np.ndarray
+
+
+def spine_roi_coordinates(grid: WorkGrid, frame: SpineFrame) -> FrameCoordinates:
+    """Project every voxel near the canal onto the frame (two Newton steps from its slice)."""
+    sp = grid.spacing_mm
+    margin = (
+        np.array([ROI_LATERAL_MM / sp, ROI_ANTERIOR_MM / sp, 0.0]),
+        np.array([ROI_LATERAL_MM / sp, ROI_POSTERIOR_MM / sp, 0.0]),
+    )
+    low = np.maximum(np.floor(frame.points.min(axis=0) - margin[0]), 0).astype(int)
+    high = np.minimum(np.ceil(frame.points.max(axis=0) + margin[1]) + 1, grid.shape).astype(int)
+    roi = (slice(low[0], high[0]), slice(low[1], high[1]), slice(low[2], high[2]))
+    f32 = np.float32
+    xs = np.arange(low[0], high[0], dtype=f32)[:, None, None]
+    ys = np.arange(low[1], high[1], dtype=f32)[None, :, None]
+    ks = np.arange(low[2], high[2], dtype=f32)[None, None, :]
+    m = len(frame.points)
+    pts = frame.points.astype(f32)
+    tan = frame.tangent.astype(f32)
+    der = (np.gradient(frame.points, axis=0) if m > 1 else np.array([[0.0, 0.0, 1.0]])).astype(f32)
+    slope = np.maximum((der * tan).sum(axis=1), 0.2).astype(f32)
+    shape = (len(xs[:, 0, 0]), len(ys[0, :, 0]), len(ks[0, 0, :]))
+    s = np.broadcast_to(np.clip(ks - pts[0, 2], 0, m - 1), shape).astype(f32)
+    for _ in range(2):
+        i = np.clip(np.rint(s), 0, m - 1).astype(np.intp)
+        offset = (xs - pts[i, 0]) * tan[i, 0] + (ys - pts[i, 1]) * tan[i, 1]
+        offset += (ks - pts[i, 2]) * tan[i, 2]
+        s = i + offset / slope[i]
+    i = np.clip(np.rint(s), 0, m - 1).astype(np.intp)
+    f = (s - i).astype(f32)
+    u = np.zeros(shape, f32)
+    v = np.zeros(shape, f32)
+    lat = frame.lateral.astype(f32)
+    ant = frame.anterior.astype(f32)
+    for axis, coord in enumerate((xs, ys, ks)):
+        rel = coord - (pts[i, axis] + f * der[i, axis])
+        u += rel * lat[i, axis]
+        v += rel * ant[i, axis]
+    return FrameCoordinates(roi, s.astype(f32), u * f32(sp), v * f32(sp))

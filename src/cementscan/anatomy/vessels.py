@@ -17,22 +17,34 @@ from cementscan.anatomy.grid import WorkGrid
 # 35-70 mm anterior.
 IVC_PRIOR_DX_MM = (-17.0, 11.0)  # (mean, sigma) of x offset
 IVC_PRIOR_DY_MM = (-64.0, 16.0)
-AORTA_PRIOR_DX_MM = (13.0, 9.0)
+AORTA_PRIOR_DX_MM = (16.0, 11.0)  # thoracic descending aorta: up to +35 mm
 AORTA_PRIOR_DY_MM = (-52.0, 13.0)
 CROP_DX_MM = (-75.0, 55.0)  # the crop holding every vessel searched for
 CROP_DY_MM = (-135.0, -10.0)
 
 # --- Image evidence.
 DISK_RADIUS_MM = 5.0  # mean HU over a 10 mm disk: smaller than any lumen here (15-30 mm)
-BLOB_SIGMA_MM = 6.0  # Laplacian-of-Gaussian scale for a 15-30 mm round lumen
+# Laplacian-of-Gaussian (x, y) scales: a round 15-30 mm lumen, and the IVC flattened front to
+# back (chest-cta: 22 x 10 mm below the renal veins) -- the diaphragm's crura, as dense and as
+# fat-bounded, run front to back and so do not fit the flat kernel.
+BLOB_SIGMAS_MM = ((6.0, 6.0), (6.0, 3.5))
 BLOB_CLIP_HU = (-150.0, 250.0)  # so that bone and dense contrast do not dominate the blob term
 BLOB_FULL_SCORE = 40.0  # normalised LoG of a soft-tissue vessel in fat (measured 20-50)
 BLOOD_HU = (-10.0, 200.0)  # unenhanced to portal-venous blood; wider than any venous lumen
 BLOOD_SOFT_HU = 60.0  # the band's cost rises over this many HU outside it
 ENHANCED_AORTA_HU = 180.0  # disk-mean above this in the aortic window: contrast in the aorta
 # (unenhanced blood is 30-60 HU and a 10 mm disk averages calcified plaque away).
+ARTERIAL_AORTA_HU = 280.0  # aorta this bright: arterial phase (portal-venous aortas ~150-250)
+ARTERIAL_PHASE_VENOUS_HU = 110.0  # unenhanced venous blood plus renal return, arterial phase
 DENSE_HU = 400.0  # disk-mean above this is contrast, cement or bone, not unenhanced blood
 SPINE_BONE_HU = 200.0  # cortical shell of the vertebral body (filled: the whole body)
+VERTEBRA_DY_MM = -28.0  # vertebral body centre: in front of the canal centre (T1-L5: 20-35 mm)
+VERTEBRA_HALF_AXES_MM = (26.0, 19.0)  # lumbar bodies are <= 50 mm wide and ~35 mm deep
+HOMOGENEOUS_STD_HU = 80.0  # contrast lumen varies ~20-40 HU over 10 mm; trabecular bone more
+
+WIDE_HALF_AXES_MM = (8.0, 4.0)  # (x, y): IVC lumens are >= 16 mm wide, >= 8 mm deep
+TISSUE_HU = -30.0  # above fat
+NARROW_WEIGHT = 5.0  # with the blob term (<= 1) it outweighs a crus's stronger edge response
 
 # --- Path search (dynamic programming over axial slices).
 MAX_STEP_MM = 4.0  # largest in-plane move between 2 mm slices (IVC curving into the atrium)
@@ -51,16 +63,22 @@ VESSEL_MASK_HU = (-20.0, 3100.0)  # lumen: blood, contrast or cement; not fat or
 
 # --- Extent.
 LUNG_HU = -500.0
-LUNG_FRACTION_THORAX = 0.08  # of the body's area: the slice is in the chest
-SUPRADIAPHRAGMATIC_IVC_MM = 16.0  # the IVC runs ~1-2 cm above the diaphragm into the atrium
+# Lung area over body area where the IVC meets the atrium (chest-cta: 0.24-0.31; 0.05-0.10 at
+# the lung bases behind the liver): a crude stand-in for a heart mask.
+LUNG_FRACTION_THORAX = 0.22
+THORAX_MIN_RUN_MM = 30.0
+SUPRADIAPHRAGMATIC_IVC_MM = 20.0  # the IVC runs ~1-2.5 cm above the diaphragm into the atrium
 CONFLUENCE_BELOW_CREST_MM = 10.0  # iliac confluence: L5, just below the iliac crests' top (L4)
 PELVIS_DX_MM = 50.0  # iliac wings lie further than this from the canal
-PELVIS_MIN_AREA_MM2 = 200.0  # per side: more than a rib's cross-section
+PELVIS_MIN_AREA_MM2 = 100.0  # per side: iliac wing near its crest (abdomen-native: 150-500)
+PELVIS_DENSE_HU = 450.0  # cortical pelvis and femora on the 2 mm grid; enhanced kidneys stay below
 SVC_RANGE_ABOVE_IVC_MM = (30.0, 100.0)  # SVC-atrium junction to brachiocephalic confluence
 SVC_PRIOR_DX_MM = (-14.0, 10.0)  # right of the ascending aorta (chest-cta label: -8 to -18)
 SVC_PRIOR_DY_MM = (-100.0, 12.0)
-AZYGOS_PRIOR_DX_MM = (-12.0, 4.0)  # right-anterolateral of the thoracic vertebral bodies
-AZYGOS_PRIOR_DY_MM = (-36.0, 6.0)
+AZYGOS_PRIOR_DX_MM = (-12.0, 6.0)  # right-anterolateral of the thoracic vertebral bodies
+AZYGOS_PRIOR_DY_MM = (-32.0, 8.0)
+AZYGOS_PRIOR_WEIGHT = 0.5  # the vein is rarely visible on 2 mm voxels: the prior leads
+AZYGOS_BELOW_ATRIUM_MM = 60.0  # it starts at L1-L2, behind the crura, below the atrium
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,6 +141,14 @@ def _disk(radius_vox: float) -> np.ndarray:
     return (xx**2 + yy**2) <= radius_vox**2 + 1e-6
 
 
+def _ellipse(half_x_vox: float, half_y_vox: float) -> np.ndarray:
+    """A normalised elliptical averaging kernel [x, y, 1]."""
+    rx, ry = int(np.ceil(half_x_vox)), int(np.ceil(half_y_vox))
+    xx, yy = np.mgrid[-rx : rx + 1, -ry : ry + 1]
+    kernel = ((xx / half_x_vox) ** 2 + (yy / half_y_vox) ** 2 <= 1.0 + 1e-6).astype(np.float32)
+    return (kernel / kernel.sum())[:, :, None]
+
+
 def _band_cost(values: np.ndarray, low: float, high: float, soft: float) -> np.ndarray:
     """0 inside [low, high], rising linearly to 1 ``soft`` HU outside it."""
     below = np.clip((low - values) / soft, 0.0, 1.0)
@@ -182,28 +208,44 @@ def _track(cost: np.ndarray, spacing_mm: float) -> np.ndarray:
     return path
 
 
-def _slice_filters(hu_crop: np.ndarray, spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per axial slice: the disk-mean HU and a blob score (scale-normalised negative LoG of the
-    clipped HU, 1 for a typical soft-tissue vessel in fat, 0 or less for flat regions)."""
+def _slice_filters(
+    hu_crop: np.ndarray, spacing_mm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per axial slice: disk-mean HU, disk standard deviation of HU and a blob score (the
+    scale-normalised negative in-plane LoG of the clipped HU: ~1 for a soft-tissue vessel in fat,
+    0 or less in flat or dark regions)."""
     disk = _disk(DISK_RADIUS_MM / spacing_mm).astype(np.float32)
     disk /= disk.sum()
     hu = hu_crop.astype(np.float32)
     mean = ndimage.convolve(hu, disk[:, :, None], mode="nearest")
-    sigma = BLOB_SIGMA_MM / spacing_mm
+    square = ndimage.convolve(hu * hu, disk[:, :, None], mode="nearest")
+    std = np.sqrt(np.maximum(square - mean * mean, 0.0))
     clipped = np.clip(hu, *BLOB_CLIP_HU)
-    # In-plane Laplacian only (slices are independent: z resolution differs between scans).
-    log = ndimage.gaussian_filter(clipped, (sigma, sigma, 0.0), order=(2, 0, 0), mode="nearest")
-    log += ndimage.gaussian_filter(clipped, (sigma, sigma, 0.0), order=(0, 2, 0), mode="nearest")
-    blob = -(sigma**2) * log / BLOB_FULL_SCORE
-    return mean, blob
+    blob = np.full(hu.shape, -np.inf, np.float32)
+    for sigma_x_mm, sigma_y_mm in BLOB_SIGMAS_MM:
+        sx, sy = sigma_x_mm / spacing_mm, sigma_y_mm / spacing_mm
+        # In-plane, scale-normalised Laplacian only (z resolution differs between scans).
+        dxx = ndimage.gaussian_filter(clipped, (sx, sy, 0), order=(2, 0, 0), mode="nearest")
+        dyy = ndimage.gaussian_filter(clipped, (sx, sy, 0), order=(0, 2, 0), mode="nearest")
+        blob = np.maximum(blob, -(sx**2 * dxx + sy**2 * dyy) / BLOB_FULL_SCORE)
+    return mean, std, blob
 
 
-def _spine_exclusion(hu_crop: np.ndarray) -> np.ndarray:
-    """The vertebral bodies (and other bone) with their marrow: bone filled slice by slice."""
+def _spine_exclusion(
+    hu_crop: np.ndarray, crop: _Crop, ks: np.ndarray, spacing_mm: float
+) -> np.ndarray:
+    """The vertebral bodies with their marrow: bone filled slice by slice, kept near the body's
+    expected ellipse (centred VERTEBRA_DY_MM in front of the canal) so that a closed rib cage or a
+    contrast-filled aorta touching the spine is not filled in with it."""
     bone = hu_crop >= SPINE_BONE_HU
     filled = np.empty_like(bone)
-    for k in range(bone.shape[2]):
-        filled[:, :, k] = ndimage.binary_fill_holes(bone[:, :, k])
+    xs = np.arange(crop.x0, crop.x1)[:, None]
+    ys = np.arange(crop.y0, crop.y1)[None, :]
+    ax, ay = (a / spacing_mm for a in VERTEBRA_HALF_AXES_MM)
+    for index, k in enumerate(ks):
+        ex = ((xs - crop.cx[k]) / ax) ** 2
+        ey = ((ys - crop.cy[k] - VERTEBRA_DY_MM / spacing_mm) / ay) ** 2
+        filled[:, :, index] = ndimage.binary_fill_holes(bone[:, :, index]) & (ex + ey <= 1.0)
     return filled
 
 
@@ -239,38 +281,37 @@ def _lumen_mask(
     return mask
 
 
-def _thorax_slices(grid: WorkGrid, body: np.ndarray) -> np.ndarray:
-    """Slices where lung fills a good part of the body (the chest)."""
-    lung = (grid.hu < LUNG_HU) & body
-    area_body = body.sum(axis=(0, 1)).astype(float)
-    return lung.sum(axis=(0, 1)) > LUNG_FRACTION_THORAX * np.maximum(area_body, 1.0)
-
-
-def _iliac_crest_top(
-    grid: WorkGrid, body: np.ndarray, cx: np.ndarray, cy: np.ndarray
-) -> int | None:
+def _iliac_crest_top(grid: WorkGrid, body: np.ndarray, cx: np.ndarray) -> int | None:
     """Highest slice of the iliac wings when the scan's lower edge is in the pelvis, else None.
 
-    The wings are large bone areas beside the spine on both sides; walking up from the lowest
-    slice, the first run of slices without them ends the pelvis (ribs come only after a gap)."""
+    The pelvis is taken as present at the lower edge when dense cortical bone (PELVIS_DENSE_HU:
+    enhanced renal cortex stays below it) lies far to both sides of the spine there; walking up,
+    the first slice without bone on both sides ends the wings (ribs come only after a gap)."""
     spacing = grid.spacing_mm
     xs = np.arange(grid.shape[0])[:, None]
     min_area = PELVIS_MIN_AREA_MM2 / spacing**2
-    top = None
-    misses = 0
-    for k in range(grid.shape[2]):
-        bone = (grid.hu[:, :, k] >= SPINE_BONE_HU) & body[:, :, k]
+
+    def both_sides(k: int, threshold_hu: float) -> bool:
+        bone = (grid.hu[:, :, k] >= threshold_hu) & body[:, :, k]
         dx = (xs - cx[k]) * spacing
         right = np.count_nonzero(bone & (dx < -PELVIS_DX_MM))
         left = np.count_nonzero(bone & (dx > PELVIS_DX_MM))
-        if right >= min_area and left >= min_area:
-            top, misses = k, 0
-        elif top is None and k > 2:
-            return None  # the lowest slices are not in the pelvis
-        else:
-            misses += 1
-            if top is not None and misses * spacing > 10.0:
-                break
+        return bool(right >= min_area and left >= min_area)
+
+    lowest = [k for k in range(min(5, grid.shape[2])) if body[:, :, k].any()]
+    # Lung in the lowest slices: the scan starts in the chest, and the bone beside it is ribs.
+    if any(
+        np.count_nonzero((grid.hu[:, :, k] < LUNG_HU) & body[:, :, k]) * spacing**2 > 1000.0
+        for k in lowest
+    ):
+        return None
+    if not lowest or sum(both_sides(k, PELVIS_DENSE_HU) for k in lowest) * 2 <= len(lowest):
+        return None
+    top = lowest[0]
+    for k in range(lowest[0], grid.shape[2]):
+        if not both_sides(k, SPINE_BONE_HU):
+            break
+        top = k
     return top
 
 
@@ -298,7 +339,7 @@ def find_venous_route(
     atrium (or the heart mask's top part); dense contrast there is accepted as lumen.
     """
     spacing = grid.spacing_mm
-    nx, ny, nz = grid.shape
+    nx, ny, _ = grid.shape
     cx, cy, measured = _canal_per_slice(np.asarray(canal_centerline_ijk, float), body, spacing)
     notes: dict[str, str] = {}
     if not measured.any():
@@ -321,8 +362,14 @@ def find_venous_route(
     ks = np.arange(k_lo, k_hi)
     hu_crop = grid.hu[crop.x0 : crop.x1, crop.y0 : crop.y1, k_lo:k_hi]
     body_crop = body[crop.x0 : crop.x1, crop.y0 : crop.y1, k_lo:k_hi]
-    mean, blob = _slice_filters(hu_crop, spacing)
-    spine = _spine_exclusion(hu_crop)
+    mean, std, blob = _slice_filters(hu_crop, spacing)
+    # Lumen width: the share of non-fat, non-air voxels in a transverse ellipse. A lumen fills it
+    # (even the IVC flattened front to back); the crura (8-10 mm thick, running front to back
+    # with fat on both sides) do not.
+    wide = _ellipse(WIDE_HALF_AXES_MM[0] / spacing, WIDE_HALF_AXES_MM[1] / spacing)
+    tissue = ((hu_crop > TISSUE_HU) & (hu_crop < DENSE_HU)).astype(np.float32)
+    narrow_cost = 1.0 - ndimage.convolve(tissue, wide, mode="nearest")
+    spine = _spine_exclusion(hu_crop, crop, ks, spacing)
     outside = ~body_crop
 
     def place(crop_mask: np.ndarray) -> np.ndarray:
@@ -337,32 +384,44 @@ def find_venous_route(
     # --- Aorta. Enhanced when the brightest 10 mm disk in its window is well above blood.
     prior_a = _prior_cost(crop, spacing, AORTA_PRIOR_DX_MM, AORTA_PRIOR_DY_MM, ks)
     window_a = prior_a < 2.0
-    peak = np.where(window_a & ~spine, np.minimum(mean, 1000.0), -1000.0).max(axis=(0, 1))
+    lumen_like = window_a & (std < HOMOGENEOUS_STD_HU) & ~spine
+    peak = np.where(lumen_like, np.minimum(mean, 1000.0), -1000.0).max(axis=(0, 1))
     aorta_hu = float(np.median(peak))
     enhanced = aorta_hu >= ENHANCED_AORTA_HU
     if enhanced:
         intensity_a = _band_cost(mean, 0.6 * aorta_hu, 1.5 * aorta_hu, 0.3 * aorta_hu)
-        blob_a = np.zeros_like(blob)  # the contrast itself is the evidence
+        intensity_a += np.clip(std / HOMOGENEOUS_STD_HU - 0.5, 0.0, 1.0)
     else:
         intensity_a = _band_cost(mean, BLOOD_HU[0], 120.0, BLOOD_SOFT_HU)
-        blob_a = np.clip(blob, 0.0, 1.0)
+    # The blob term also keeps an enhanced aorta apart from the (as bright but large) heart.
+    blob_a = np.clip(blob, 0.0, 1.0)
     cost_a = (
         INTENSITY_WEIGHT * intensity_a
         - BLOB_WEIGHT * blob_a
         + PRIOR_WEIGHT * prior_a
-        + EXCLUDED_COST * (outside | (spine & ~(enhanced & (intensity_a < 0.5))))
+        + EXCLUDED_COST * (outside | spine)
     )
-    path_a = _track(cost_a, spacing)
-    aorta_crop = _lumen_mask(
-        hu_crop,
+    # Below the iliac crests (L4) the aorta has divided into the iliac arteries.
+    crest = _iliac_crest_top(grid, body, crop.cx)
+    a_lo = 0 if crest is None else max(0, crest - k_lo)
+    path_a = _track(cost_a[:, :, a_lo:], spacing)
+    a_hi = len(ks)
+    if enhanced:
+        # Above the arch the path has no contrast lumen left to follow: stop where it leaves it.
+        on_lumen = intensity_a[path_a[:, 0], path_a[:, 1], np.arange(a_lo, len(ks))] < 0.5
+        a_hi = a_lo + _last_run_end(on_lumen)
+        path_a = path_a[: a_hi - a_lo]
+    aorta_crop = np.zeros(hu_crop.shape, bool)
+    aorta_crop[:, :, a_lo:a_hi] = _lumen_mask(
+        hu_crop[:, :, a_lo:a_hi],
         path_a,
-        np.arange(len(ks)),
+        np.arange(a_hi - a_lo),
         AORTA_RADIUS_MM,
         spacing,
-        hu_range=(0.5 * aorta_hu, 3100.0) if enhanced else (-20.0, 3100.0),
+        hu_range=(0.5 * aorta_hu, 3100.0) if enhanced else VESSEL_MASK_HU,
     )
     masks["aorta"] = place(aorta_crop)
-    aorta_line = to_lps(path_a, ks)
+    aorta_line = to_lps(path_a, ks[a_lo:a_hi])
     notes["aorta"] = (
         "image: contrast-filled lumen" if enhanced else "image+prior: unenhanced round blob"
     ) + f", median peak {aorta_hu:.0f} HU"
@@ -372,15 +431,19 @@ def find_venous_route(
     prior_i = _prior_cost(crop, spacing, IVC_PRIOR_DX_MM, IVC_PRIOR_DY_MM, ks)
     # Venous blood is never denser than DENSE_HU except with cement or dense contrast: a mild
     # cost keeps the path through a cemented segment without inviting it onto bone.
-    intensity_i = np.minimum(_band_cost(mean, BLOOD_HU[0], BLOOD_HU[1], BLOOD_SOFT_HU), 1.0)
+    # In the arterial phase venous blood is still unenhanced (chest-cta: IVC 40-120 HU) while the
+    # pancreas and bowel wall enhance: the band then stops lower.
+    venous_high = ARTERIAL_PHASE_VENOUS_HU if aorta_hu >= ARTERIAL_AORTA_HU else BLOOD_HU[1]
+    intensity_i = np.minimum(_band_cost(mean, BLOOD_HU[0], venous_high, BLOOD_SOFT_HU), 1.0)
     intensity_i = np.where(mean > DENSE_HU, 0.6, intensity_i)
     cost_i = (
         INTENSITY_WEIGHT * intensity_i
         - BLOB_WEIGHT * np.clip(blob, 0.0, 1.0)
+        + NARROW_WEIGHT * narrow_cost
         + PRIOR_WEIGHT * prior_i
         + EXCLUDED_COST * (outside | spine | aorta_zone)
     )
-    ivc_lo, ivc_hi, extent_note = _ivc_extent(grid, body, crop, heart_mask, k_lo, k_hi)
+    ivc_lo, ivc_hi, extent_note = _ivc_extent(grid, body, crest, heart_mask, k_lo, k_hi)
     if ivc_hi - ivc_lo >= 3:
         sub = slice(ivc_lo - k_lo, ivc_hi - k_lo)
         path_i = _track(cost_i[:, :, sub], spacing)
@@ -398,15 +461,104 @@ def find_venous_route(
         ivc_line = to_lps(path_i, ivc_ks)
         notes["ivc"] = "image+prior: " + extent_note
     else:
+        ivc_crop = np.zeros_like(aorta_crop)
         ivc_line = empty
         notes["ivc"] = "not covered: " + extent_note
+    reaches_atrium = "right atrium" in extent_note
+
+    # --- SVC: from the atrium up to the brachiocephalic confluence, right of the ascending
+    # aorta; any lumen density is accepted (dense contrast is common there).
+    taken = aorta_zone | spine | ivc_crop
+    svc_crop = np.zeros_like(aorta_crop)
+    svc_ks = np.zeros(0, int)
+    path_s = np.zeros((0, 2), int)
+    if reaches_atrium:
+        low = ivc_hi + int(round(SVC_RANGE_ABOVE_IVC_MM[0] / spacing))
+        high = min(k_hi, ivc_hi + int(round(SVC_RANGE_ABOVE_IVC_MM[1] / spacing)) + 1)
+        if high - low >= 3:
+            sub = slice(low - k_lo, high - k_lo)
+            prior_s = _prior_cost(crop, spacing, SVC_PRIOR_DX_MM, SVC_PRIOR_DY_MM, ks[sub])
+            cost_s = (
+                INTENSITY_WEIGHT * _band_cost(mean[:, :, sub], BLOOD_HU[0], 3100.0, BLOOD_SOFT_HU)
+                - BLOB_WEIGHT * np.clip(blob[:, :, sub], 0.0, 1.0)
+                + PRIOR_WEIGHT * prior_s
+                + EXCLUDED_COST * (outside[:, :, sub] | taken[:, :, sub])
+            )
+            path_s = _track(cost_s, spacing)
+            svc_ks = np.arange(low, high)
+            svc_crop[:, :, sub] = _lumen_mask(
+                hu_crop[:, :, sub],
+                path_s,
+                np.arange(len(svc_ks)),
+                SVC_RADIUS_MM,
+                spacing,
+                exclude=taken[:, :, sub],
+            )
+            masks["svc"] = place(svc_crop)
+            notes["svc"] = "image+prior: 30-100 mm above the IVC's entry into the atrium"
+            if high < ivc_hi + int(round(SVC_RANGE_ABOVE_IVC_MM[1] / spacing)) + 1:
+                notes["svc"] += ", cut by the scan's upper edge"
+    if "svc" not in masks:
+        notes["svc"] = "not covered: the scan does not reach above the right atrium"
+
+    # --- Azygos: beside the thoracic spine from below the diaphragm to its arch over the right
+    # main bronchus into the SVC (taken at the SVC's middle third: ~T4).
+    if reaches_atrium:
+        low = max(k_lo, ivc_hi - int(round(AZYGOS_BELOW_ATRIUM_MM / spacing)))
+        arch = int(svc_ks[len(svc_ks) // 2]) if len(svc_ks) else k_hi - 1
+        if arch - low >= 3:
+            sub = slice(low - k_lo, arch + 1 - k_lo)
+            prior_z = _prior_cost(crop, spacing, AZYGOS_PRIOR_DX_MM, AZYGOS_PRIOR_DY_MM, ks[sub])
+            cost_z = (
+                INTENSITY_WEIGHT * _band_cost(mean[:, :, sub], TISSUE_HU, 3100.0, BLOOD_SOFT_HU)
+                + AZYGOS_PRIOR_WEIGHT * prior_z
+                + EXCLUDED_COST * (outside[:, :, sub] | taken[:, :, sub] | svc_crop[:, :, sub])
+            )
+            path_z = _track(cost_z, spacing)
+            radius_z = AZYGOS_RADIUS_MM / spacing
+            azygos_crop = _tube(path_z, np.arange(sub.start, sub.stop), aorta_crop.shape, radius_z)
+            if len(svc_ks):
+                # The arch: a straight tube from the last azygos point to the SVC's centre.
+                start = np.array([*path_z[-1], arch - k_lo], float)
+                end = np.array([*path_s[len(svc_ks) // 2], arch - k_lo], float)
+                steps = np.linspace(0.0, 1.0, 12)[:, None]
+                line = np.rint(start + (end - start) * steps).astype(int)
+                azygos_crop |= _tube(line[:, :2], line[:, 2], aorta_crop.shape, radius_z)
+            # Keep soft tissue only: the tube must not reach into the lung or the fat.
+            azygos_crop &= ~(taken | svc_crop) & (hu_crop > TISSUE_HU)
+            masks["azygos"] = place(azygos_crop)
+            notes["azygos"] = "prior: thin tube right-anterolateral of the thoracic spine"
+    if "azygos" not in masks:
+        notes["azygos"] = "not covered: the scan does not reach the thorax"
     return VenousRoute(masks, ivc_line, aorta_line, enhanced, notes)
+
+
+def _last_run_end(flags: np.ndarray) -> int:
+    """End (exclusive) of the longest run of True: where the path leaves the lumen for good."""
+    if not flags.any():
+        return len(flags)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(int), [0]])))
+    starts, ends = edges[::2], edges[1::2]
+    longest = int(np.argmax(ends - starts))
+    return int(ends[longest])
+
+
+def _tube(
+    path: np.ndarray, ks: np.ndarray, shape: tuple[int, ...], radius_vox: float
+) -> np.ndarray:
+    """Disks of ``radius_vox`` around the points (x, y) on slices ``ks``."""
+    out = np.zeros(shape, bool)
+    xs = np.arange(shape[0])[:, None]
+    ys = np.arange(shape[1])[None, :]
+    for (px, py), k in zip(path, ks, strict=True):
+        out[:, :, int(k)] |= (xs - px) ** 2 + (ys - py) ** 2 <= radius_vox**2
+    return out
 
 
 def _ivc_extent(
     grid: WorkGrid,
     body: np.ndarray,
-    crop: _Crop,
+    crest: int | None,
     heart_mask: np.ndarray | None,
     k_lo: int,
     k_hi: int,
@@ -414,26 +566,34 @@ def _ivc_extent(
     """Slices [lo, hi) the IVC spans: from the iliac confluence (or the scan's lower edge) to
     the right atrium (or the scan's upper edge), with a note on how each end was set."""
     spacing = grid.spacing_mm
-    crest = _iliac_crest_top(grid, body, crop.cx, crop.cy)
     if crest is None:
         lo, low_note = k_lo, "from the scan's lower edge"
     else:
         lo = max(k_lo, crest - int(round(CONFLUENCE_BELOW_CREST_MM / spacing)))
         low_note = "from the iliac confluence (iliac crests)"
     hi, high_note = k_hi, "to the scan's upper edge"
-    thorax = _thorax_slices(grid, body)
     if heart_mask is not None and heart_mask.any():
         heart_ks = np.flatnonzero(heart_mask.any(axis=(0, 1)))
-        hi = min(k_hi, int(heart_ks[0]) + int(round(SUPRADIAPHRAGMATIC_IVC_MM / spacing)))
+        hi = min(k_hi, int(heart_ks[0]) + int(round(SUPRADIAPHRAGMATIC_IVC_MM / spacing)) + 1)
         high_note = "to the right atrium (heart mask)"
     else:
-        chest = np.flatnonzero(thorax[lo:k_hi])
-        # The diaphragm: the lowest slice from which the chest continues upward.
-        if len(chest):
-            runs = np.split(chest, np.flatnonzero(np.diff(chest) > 1) + 1)
-            top_run = runs[-1]
-            if lo + top_run[-1] + 1 >= k_hi - 1 and len(top_run) * spacing > 40.0:
-                diaphragm = lo + int(top_run[0])
-                hi = min(k_hi, diaphragm + int(round(SUPRADIAPHRAGMATIC_IVC_MM / spacing)) + 1)
-                high_note = "to the right atrium (diaphragm + 16 mm)"
+        diaphragm = _diaphragm_slice(grid, body, lo, k_hi)
+        if diaphragm is not None:
+            hi = min(k_hi, diaphragm + int(round(SUPRADIAPHRAGMATIC_IVC_MM / spacing)) + 1)
+            high_note = "to the right atrium (lung bases + 20 mm)"
     return lo, max(lo, hi), f"{low_note} {high_note}"
+
+
+def _diaphragm_slice(grid: WorkGrid, body: np.ndarray, lo: int, k_hi: int) -> int | None:
+    """The lowest slice from which the chest (lung >= LUNG_FRACTION_THORAX of the body's area)
+    continues upward for at least THORAX_MIN_RUN_MM; None when the scan never gets there."""
+    lung = (grid.hu[:, :, lo:k_hi] < LUNG_HU) & body[:, :, lo:k_hi]
+    area_body = np.maximum(body[:, :, lo:k_hi].sum(axis=(0, 1)), 1).astype(float)
+    chest = lung.sum(axis=(0, 1)) >= LUNG_FRACTION_THORAX * area_body
+    need = max(1, int(round(THORAX_MIN_RUN_MM / grid.spacing_mm)))
+    run = 0
+    for index, inside in enumerate(chest):
+        run = run + 1 if inside else 0
+        if run >= need:
+            return lo + index - need + 1
+    return None

@@ -1,0 +1,472 @@
+"""Vertebral bodies, discs, canal, foramina and posterior elements along the canal centerline."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage, signal
+
+from cementscan.anatomy.grid import WorkGrid
+from cementscan.anatomy.spine import SpineFrame, spine_frame, spine_roi_coordinates, straighten
+
+# --- disc detection -------------------------------------------------------------------------
+# The patch whose brightness profile finds the discs: the vertebral body's core in the plane
+# perpendicular to the canal, anterior of the canal (which has a radius of ~6-10 mm).
+PATCH_ANTERIOR_MM = (6.0, 40.0)
+PATCH_HALF_WIDTH_MM = 14.0
+PROFILE_CLIP_HU = (-200.0, 600.0)  # cement (1200-3000 HU) must not make a treated body a "disc"
+PROFILE_PERCENTILE = 80.0
+CORE_WINDOW_SLICES = 31  # ~60 mm: a few bodies, so the front is the column's, not a disc's
+CORE_CORTEX_MARGIN = 3  # voxels (6 mm) kept off the anterior cortex  # the endplates' brightness, not the (often osteoporotic) core's
+# Top-hats this fraction of the local vertebral period wide keep discs with their endplates
+# (lumbar 8-12 mm of a 35-40 mm period) and drop the broad mid-body dip.
+TOPHAT_FRACTION_OF_PERIOD = 0.45
+SMOOTHING_FRACTION_OF_PERIOD = 0.1
+POLARITIES = ("both",)  # a disc as a bright line, a dark gap, or either
+DARK_WEIGHT = (
+    0.3  # dark gaps count less: chest-cta's bright endplate lines are flanked by narrow dips
+)
+PERIOD_RANGE_MM = (13.0, 48.0)  # C3 (~13 mm with its disc) to a tall lumbar body with its disc
+DEFAULT_PERIOD_MM = 24.0  # a mid-thoracic body plus disc, before the scan's own is measured
+# Body height follows body depth: period ~0.68 x (canal centre to the body's front), measured
+# on chest-cta (T1-T3 ~16 mm of ~24, T6-L2 ~24 of ~36) and abdomen-native-3mm (L1-L5 ~33 of 50).
+PERIOD_PER_DEPTH = 0.68
+PRIOR_COST = 1.5  # per unit of squared log-ratio of a link to the depth-expected period
+MAX_PERIOD_RATIO = 1.5  # neighbouring bodies (with their discs) differ by less than this
+PEAK_REWARD = 1.0  # a disc candidate's reward per unit of robust-normalised prominence
+IRREGULARITY_COST = 3.0  # per unit of squared log-ratio of neighbouring periods
+MISSING_DISC_COST = 1.0  # beyond MAX_PERIOD_RATIO: likely a missed or a spurious disc
+# --- body, disc and canal masks ---------------------------------------------------------------
+BODY_EDGE_FRACTION = 0.5  # body edge: half-way between soft tissue and the body's own HU
+SOFT_TISSUE_HU = 40.0
+BODY_MAX_DEPTH_MM = 60.0
+BODY_MIN_DEPTH_MM = 12.0
+BODY_MAX_ASPECT = 1.6  # body half-width / half-depth (lumbar bodies are widest, ~1.5)
+DISC_HALF_THICKNESS_FRACTION = 0.1  # of the period: thoracic discs ~4-6 mm, lumbar ~8-12 mm
+CANAL_BONE_HU = 200.0
+CANAL_MAX_RADIUS_MM = 13.0
+CANAL_MIN_RADIUS_MM = 4.0
+CANAL_RAYS = 16
+FORAMEN_DEPTH_MM = 14.0  # lateral extent of a foramen beyond the canal wall
+FORAMEN_AP_MM = (-8.0, 6.0)  # around the canal's AP centre (anterior positive)
+FORAMEN_CRANIAL_FRACTION = 0.35  # of the upper body's period: the foramen rises above the disc
+POSTERIOR_BONE_HU = 180.0
+POSTERIOR_MAX_LATERAL_MM = 45.0  # transverse-process tips; ribs beyond are not the vertebra's
+POSTERIOR_MAX_DEPTH_MM = 75.0  # spinous-process tips behind the canal
+PARTIAL_MIN_FRACTION = 0.85  # an end segment at least this long of its neighbour counts as whole
+EXTEND_MM = 20.0  # the frame is extrapolated this far past the canal's ends to find end discs
+
+
+@dataclass(frozen=True, eq=False)
+class VertebralBody:
+    """One body between two discs (or a disc and the scan's edge), numbered cranial to caudal."""
+
+    index: int
+    complete: bool  # both endplates lie in the scan: the centroid is the body's own
+    centroid_lps_mm: tuple[float, float, float] | None  # None for a partial body
+    z_range_mm: tuple[float, float]  # (caudal, cranial) z of the body's mask
+    s_range: tuple[float, float]  # (cranial, caudal) position along the frame, in slices
+    centre_ijk: tuple[float, float, float]  # grid index of the body's centre (on the frame)
+
+
+@dataclass(frozen=True, eq=False)
+class SpineResult:
+    """What find_vertebrae found: bodies, discs and masks on the work grid ([x, y, z] booleans).
+
+    Masks are named ``vertebral_body_<n>``, ``disc_<n>_<n+1>``, ``foramen_<side>_<n>`` (the
+    foramen below body n, named after the vertebra above as anatomy does), ``spinal_canal`` and
+    ``posterior_elements``; ``n`` counts the bodies in ``bodies`` from 0 (cranial).
+    """
+
+    bodies: tuple[VertebralBody, ...]
+    disc_centres_lps_mm: tuple[tuple[float, float, float], ...]  # disc n lies below body n
+    masks: dict[str, np.ndarray]
+    frame: SpineFrame | None
+    disc_s: tuple[float, ...]  # disc positions along the frame, cranial to caudal
+    warnings: tuple[str, ...] = ()
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def complete_bodies(self) -> tuple[VertebralBody, ...]:
+        return tuple(b for b in self.bodies if b.complete)
+
+
+def empty_spine(warning: str) -> SpineResult:
+    return SpineResult((), (), {}, None, (), (warning,))
+
+
+# --- discs -----------------------------------------------------------------------------------
+
+
+def disc_profile(
+    straight_hu: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame slice, a high percentile of the clipped HU in the body's core, and the period
+    (mm) expected from the body's depth.
+
+    The core excludes the anterior cortex, which is bright on every slice and would hide the
+    endplates: the body's front is found on a running mean of the midline over ~60 mm.
+    """
+    clipped = np.clip(straight_hu, *PROFILE_CLIP_HU)
+    u0 = int(np.argmin(np.abs(u_mm)))
+    midline = ndimage.uniform_filter1d(
+        clipped[:, max(u0 - 2, 0) : u0 + 3].mean(axis=1), CORE_WINDOW_SLICES, axis=0, mode="nearest"
+    )
+    start = int(np.searchsorted(v_mm, PATCH_ANTERIOR_MM[0]))
+    out = np.empty(len(straight_hu))
+    depth_mm = np.empty(len(straight_hu))
+    for i in range(len(straight_hu)):
+        ray = midline[i, start:]
+        level = SOFT_TISSUE_HU + BODY_EDGE_FRACTION * (
+            max(float(ray[:6].max()), 150.0) - SOFT_TISSUE_HU
+        )
+        below = np.flatnonzero(ray[3:] < level)
+        depth = (below[0] + 3) if len(below) else len(ray)
+        stop = start + max(int(depth) - CORE_CORTEX_MARGIN, 3)
+        half = max(2, min(int(PATCH_HALF_WIDTH_MM / 2), int(0.4 * depth)))
+        patch = clipped[i, u0 - half : u0 + half + 1, start:stop]
+        out[i] = np.percentile(patch, PROFILE_PERCENTILE)
+        depth_mm[i] = v_mm[min(start + int(depth), len(v_mm) - 1)]
+    depth_mm = ndimage.median_filter(depth_mm, CORE_WINDOW_SLICES, mode="nearest")
+    period_mm = np.clip(PERIOD_PER_DEPTH * depth_mm, *PERIOD_RANGE_MM)
+    return out, period_mm
+
+
+def _narrow_structure(
+    profile: np.ndarray, period_slices: np.ndarray, polarity: str = "both"
+) -> np.ndarray:
+    """How much the profile stands out, up or down, over widths below a fraction of the local
+    period: white plus black top-hat, then smoothing.
+
+    A disc is a narrow event either way: with thick slices and osteoporotic bone the
+    endplate-disc-endplate complex is one bright line over a dim core (chest-cta), with thin
+    slices and dense bone a dark disc between endplates (abdomen-native-3mm). The mid-body dip
+    is broad and drops out.
+    """
+    out = np.empty_like(profile)
+    sizes = np.clip(np.rint(TOPHAT_FRACTION_OF_PERIOD * period_slices), 2, None).astype(int)
+    for size in np.unique(sizes):
+        tophat = np.zeros_like(profile)
+        if polarity in ("both", "bright"):
+            tophat += ndimage.white_tophat(profile, size=int(size), mode="nearest")
+        if polarity in ("both", "dark"):
+            tophat += DARK_WEIGHT * ndimage.black_tophat(profile, size=int(size), mode="nearest")
+        sigma = max(0.7, SMOOTHING_FRACTION_OF_PERIOD * float(size) / TOPHAT_FRACTION_OF_PERIOD)
+        smooth = ndimage.gaussian_filter1d(tophat, sigma, mode="nearest")
+        out[sizes == size] = smooth[sizes == size]
+    return out
+
+
+def _robust_scale(values: np.ndarray) -> float:
+    mad = float(np.median(np.abs(values - np.median(values))))
+    return max(1.4826 * mad, 1e-3)
+
+
+def _pick_discs(
+    feature: np.ndarray, step_mm: np.ndarray, valid: np.ndarray, prior_mm: np.ndarray
+) -> tuple[list[int], float]:
+    """The chain of feature peaks that is strong and regularly spaced (dynamic programming),
+    and its score.
+
+    Each peak earns its normalised prominence; a link between consecutive chosen peaks costs
+    the squared log-ratio of its length to the previous link's (bodies change height slowly)
+    and is only allowed within PERIOD_RANGE_MM.
+    """
+    peaks, _props = signal.find_peaks(feature, prominence=0.0)
+    peaks = peaks[valid[peaks]]
+    if len(peaks) == 0:
+        return [], 0.0
+    prominence = signal.peak_prominences(feature, peaks)[0] / _robust_scale(feature)
+    arc_mm = np.concatenate([[0.0], np.cumsum(step_mm[:-1])])
+    pos = arc_mm[peaks]
+    reward = PEAK_REWARD * np.minimum(prominence, 3.0) - 0.3
+    n = len(peaks)
+    # state: (last peak j, previous peak i) -> best score; i = -1 when j is the first.
+    best: dict[tuple[int, int], float] = {}
+    back: dict[tuple[int, int], tuple[int, int] | None] = {}
+    for j in range(n):
+        best[(j, -1)] = reward[j]
+        back[(j, -1)] = None
+        for i in range(j):
+            gap = pos[j] - pos[i]
+            if not PERIOD_RANGE_MM[0] <= gap <= PERIOD_RANGE_MM[1]:
+                continue
+            candidates = [(k, h) for (k, h) in best if k == i]
+            top, arg = -np.inf, None
+            expected = prior_mm[(peaks[i] + peaks[j]) // 2]
+            for state in candidates:
+                h = state[1]
+                cost = PRIOR_COST * float(np.log(gap / expected)) ** 2
+                if h >= 0:
+                    ratio = np.log(gap / (pos[i] - pos[h]))
+                    cost += IRREGULARITY_COST * ratio**2
+                    if abs(ratio) > np.log(MAX_PERIOD_RATIO):
+                        cost += MISSING_DISC_COST
+                if best[state] - cost > top:
+                    top, arg = best[state] - cost, state
+            if arg is not None:
+                best[(j, i)] = top + reward[j]
+                back[(j, i)] = arg
+    key: tuple[int, int] | None = max(best, key=lambda k: best[k])
+    score = best[key] if key is not None else 0.0
+    chain: list[int] = []
+    while key is not None:
+        chain.append(int(peaks[key[0]]))
+        key = back[key]
+    return sorted(chain), float(score)
+
+
+def find_discs(
+    straight_hu: np.ndarray, frame: SpineFrame, u_mm: np.ndarray, v_mm: np.ndarray
+) -> list[int]:
+    """Disc positions (frame slice indices, caudal first as the frame runs) in two passes:
+    the first with the default period, the second with the period the first one measured."""
+    profile, prior_mm = disc_profile(straight_hu, u_mm, v_mm)
+    step_mm = frame.step_mm
+    valid = frame.has_bone
+    arc_mm = np.concatenate([[0.0], np.cumsum(step_mm[:-1])])
+    best_discs: list[int] = []
+    best_quality = -np.inf
+    for polarity in POLARITIES:
+        period = prior_mm / step_mm
+        discs: list[int] = []
+        score = 0.0
+        for _ in range(2):
+            feature = _narrow_structure(profile, period, polarity)
+            discs, score = _pick_discs(feature, step_mm, valid, prior_mm)
+            if len(discs) < 3:
+                break
+            mids = 0.5 * (arc_mm[discs[1:]] + arc_mm[discs[:-1]])
+            local_mm = np.interp(arc_mm, mids, np.diff(arc_mm[discs]))
+            period = np.clip(local_mm, *PERIOD_RANGE_MM) / step_mm
+        # Score per disc: how strong and regular the chain is, not how long.
+        quality = score / max(len(discs), 1)
+        if quality > best_quality:
+            best_discs, best_quality = discs, quality
+    return best_discs
+
+
+# --- masks -----------------------------------------------------------------------------------
+
+
+def _body_ellipse(
+    mean_hu: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray, canal_front_mm: float
+) -> tuple[float, float, float]:
+    """(centre v, half-depth, half-width) in mm of a body's cross-section from its mean image.
+
+    Depth along the midline ray from the canal's front; width at mid-depth, the narrower side
+    doubled (the aorta lies against one side and in a CTA is as bright as bone).
+    """
+    u0 = int(np.argmin(np.abs(u_mm)))
+    ray = mean_hu[max(u0 - 1, 0) : u0 + 2].mean(axis=0)
+    step = float(v_mm[1] - v_mm[0])
+    start = int(np.searchsorted(v_mm, canal_front_mm))
+    stop = int(np.searchsorted(v_mm, canal_front_mm + BODY_MAX_DEPTH_MM))
+    core = ray[start + 2 : start + 8]
+    level = SOFT_TISSUE_HU + BODY_EDGE_FRACTION * (
+        max(float(np.median(core)) if len(core) else 0.0, 150.0) - SOFT_TISSUE_HU
+    )
+    front = stop
+    for index in range(start + int(BODY_MIN_DEPTH_MM / step), min(stop, len(ray))):
+        if ray[index] < level:
+            front = index
+            break
+    depth_mm = float(np.clip((front - start) * step, BODY_MIN_DEPTH_MM, BODY_MAX_DEPTH_MM))
+    centre_v = canal_front_mm + 0.5 * depth_mm
+    vc = int(np.argmin(np.abs(v_mm - centre_v)))
+    row = mean_hu[:, max(vc - 1, 0) : vc + 2].mean(axis=1)
+    half_widths = []
+    for direction in (1, -1):
+        index = u0
+        while 0 <= index + direction < len(row) and row[index + direction] >= level:
+            index += direction
+        half_widths.append(abs(index - u0) * step)
+    half_width = float(
+        np.clip(min(half_widths), 0.5 * depth_mm * 0.6, 0.5 * depth_mm * BODY_MAX_ASPECT)
+    )
+    return centre_v, 0.5 * depth_mm, half_width
+
+
+def _canal_radii(straight_hu: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray) -> np.ndarray:
+    """Per frame slice, the canal's radius (mm) along CANAL_RAYS in-plane directions."""
+    step = float(u_mm[1] - u_mm[0])
+    u0 = float(np.argmin(np.abs(u_mm)))
+    v0 = float(np.argmin(np.abs(v_mm)))
+    angles = np.linspace(0, 2 * np.pi, CANAL_RAYS, endpoint=False)
+    radii_mm = np.arange(1.0, CANAL_MAX_RADIUS_MM + step, step * 0.5)
+    uu = u0 + np.outer(np.cos(angles), radii_mm) / step
+    vv = v0 + np.outer(np.sin(angles), radii_mm) / step
+    n = len(straight_hu)
+    coords = np.stack(
+        [
+            np.repeat(np.arange(n), uu.size).astype(float),
+            np.tile(uu.ravel(), n),
+            np.tile(vv.ravel(), n),
+        ]
+    )
+    samples = ndimage.map_coordinates(straight_hu, coords, order=1, mode="nearest")
+    bone = samples.reshape(n, CANAL_RAYS, len(radii_mm)) >= CANAL_BONE_HU
+    first = np.where(bone.any(axis=2), bone.argmax(axis=2), len(radii_mm) - 1)
+    radius = radii_mm[first]
+    # Open directions (foramina, interlaminar gaps) are capped near the closed ones' size.
+    cap = 1.3 * np.median(radius, axis=1, keepdims=True)
+    radius = np.minimum(radius, cap)
+    radius = ndimage.median_filter(radius, size=(5, 1), mode="nearest")
+    return np.maximum(radius, CANAL_MIN_RADIUS_MM)
+
+
+def find_vertebrae(
+    grid: WorkGrid, body: np.ndarray, canal_centerline_ijk: np.ndarray
+) -> SpineResult:
+    """Vertebral bodies, discs, canal, foramina and posterior elements on the work grid.
+
+    Discs are the peaks of the endplate-brightness profile along the canal, chosen as a regular
+    chain; bodies are elliptic cylinders between discs sized from their own cross-section.
+    """
+    t0 = time.perf_counter()
+    centerline = np.asarray(canal_centerline_ijk, dtype=float)
+    if len(centerline) < 5:
+        return empty_spine("no spinal canal found: no vertebrae")
+    frame = spine_frame(grid, centerline, extend_mm=EXTEND_MM)
+    straight, u_mm, v_mm = straighten(grid.hu, frame)
+    t1 = time.perf_counter()
+    disc_idx = find_discs(straight, frame, u_mm, v_mm)  # frame runs caudal -> cranial
+    t2 = time.perf_counter()
+    if len(disc_idx) < 1:
+        return SpineResult((), (), {}, frame, (), ("no intervertebral disc found",))
+    # Frame slice indices, cranial first.
+    discs_cc = sorted(disc_idx, reverse=True)
+    arc_mm = frame.arc_mm
+    bounds: list[tuple[float, float, bool]] = []  # (cranial s, caudal s, complete)
+    periods = np.diff(arc_mm[sorted(disc_idx)])
+    # An end segment (above the first disc, below the last) is whole only when it is as long as
+    # its measured neighbour; with a single disc there is no neighbour to compare with, and the
+    # scan's edge may cut the body anywhere.
+    above_mm = arc_mm[frame.last_in_grid] - arc_mm[discs_cc[0]]
+    below_mm = arc_mm[discs_cc[-1]] - arc_mm[frame.first_in_grid]
+    whole_above = len(periods) > 0 and above_mm >= PARTIAL_MIN_FRACTION * periods[-1]
+    whole_below = len(periods) > 0 and below_mm >= PARTIAL_MIN_FRACTION * periods[0]
+    bounds.append((float(frame.last_in_grid), float(discs_cc[0]), bool(whole_above)))
+    for disc_a, disc_b in itertools.pairwise(discs_cc):
+        bounds.append((float(disc_a), float(disc_b), True))
+    bounds.append((float(discs_cc[-1]), float(frame.first_in_grid), bool(whole_below)))
+    coords = spine_roi_coordinates(grid, frame)
+    s_vox, u_vox, v_vox, roi = coords.s, coords.u_mm, coords.v_mm, coords.roi
+    hu_roi = grid.hu[roi]
+    body_roi = body[roi]
+    radii = _canal_radii(straight, u_mm, v_mm)  # (n, rays)
+    canal_front = float(np.median(radii[:, CANAL_RAYS // 4]))  # the ray pointing anterior (+v)
+    ellipses = []
+    for upper, lower, _complete in bounds:
+        height = abs(upper - lower)
+        core = slice(int(np.ceil(lower + 0.25 * height)), int(np.floor(upper - 0.25 * height)) + 1)
+        if core.stop <= core.start:
+            core = slice(int(lower), int(upper) + 1)
+        ellipses.append(_body_ellipse(straight[core].mean(axis=0), u_mm, v_mm, canal_front))
+    heights = [abs(u - lo) for u, lo, _ in bounds]
+    disc_half = [
+        max(0.5, DISC_HALF_THICKNESS_FRACTION * 0.5 * (heights[j] + heights[j + 1]))
+        for j in range(len(bounds) - 1)
+    ]
+    # One pass labels every ROI voxel: 2n = body n, 2n + 1 = the disc below it, -1 neither.
+    edges: list[float] = []  # ascending s: body/disc boundaries from the caudal end
+    for j in range(len(bounds) - 1, -1, -1):
+        upper, lower, _ = bounds[j]
+        edges.append(lower + (disc_half[j] if j < len(disc_half) else 0.0))
+        edges.append(upper - (disc_half[j - 1] if j > 0 else 0.0))
+    codes = []  # the code of the interval starting at each edge
+    for j in range(len(bounds) - 1, -1, -1):
+        codes.extend([2 * j, 2 * j - 1])
+    position = np.searchsorted(np.asarray(edges), s_vox, side="right") - 1
+    code = np.where(position >= 0, np.asarray([*codes, -1])[np.clip(position, 0, None)], -1)
+    code[s_vox > bounds[0][0]] = -1
+    params = np.array(
+        [ellipses[c // 2] if c % 2 == 0 else
+         tuple(0.5 * (ellipses[c // 2][k] + ellipses[c // 2 + 1][k]) for k in range(3))
+         for c in range(2 * len(bounds) - 1)]
+    )  # fmt: skip
+    safe = np.clip(code, 0, None)
+    cv, hd, hw = params[safe, 0], params[safe, 1], params[safe, 2]
+    inside = (code >= 0) & ((u_vox / hw) ** 2 + ((v_vox - cv) / hd) ** 2 <= 1.0) & body_roi
+    code = np.where(inside, code, -1)
+    del cv, hd, hw, safe, inside
+
+    def full(mask_roi: np.ndarray) -> np.ndarray:
+        out = np.zeros(grid.shape, bool)
+        out[roi] = mask_roi
+        return out
+
+    masks: dict[str, np.ndarray] = {}
+    bodies: list[VertebralBody] = []
+    number_of: dict[int, int] = {}  # segment j -> body number n (segments with voxels only)
+    for j, (upper, lower, complete) in enumerate(bounds):
+        mask_roi = code == 2 * j
+        if not mask_roi.any():
+            continue
+        idx = np.argwhere(mask_roi) + [r.start for r in roi]
+        zs = grid.z_mm(idx[:, 2])
+        centre = frame.point(0.5 * (upper + lower), 0.0, ellipses[j][0])
+        centroid = tuple(float(c) for c in grid.to_lps(idx.mean(axis=0))) if complete else None
+        number_of[j] = len(bodies)
+        bodies.append(
+            VertebralBody(
+                index=len(bodies),
+                complete=bool(complete),
+                centroid_lps_mm=centroid,  # type: ignore[arg-type]
+                z_range_mm=(float(np.min(zs)), float(np.max(zs))),
+                s_range=(float(upper), float(lower)),
+                centre_ijk=tuple(float(c) for c in centre),  # type: ignore[arg-type]
+            )
+        )
+        masks[f"vertebral_body_{number_of[j]}"] = full(mask_roi)
+    disc_centres: list[tuple[float, float, float]] = []
+    disc_s: list[float] = []
+    for j in range(len(bounds) - 1):
+        if j not in number_of or j + 1 not in number_of:
+            continue
+        n = number_of[j]
+        s_disc = bounds[j][1]
+        masks[f"disc_{n}_{n + 1}"] = full(code == 2 * j + 1)
+        cv = 0.5 * (ellipses[j][0] + ellipses[j + 1][0])
+        disc_centres.append(tuple(float(c) for c in grid.to_lps(frame.point(s_disc, 0.0, cv))))  # type: ignore[arg-type]
+        disc_s.append(float(s_disc))
+    # Spinal canal: inside the ray-cast radius, within the canal's own extent.
+    rho = np.hypot(u_vox, v_vox)
+    theta = np.mod(np.arctan2(v_vox, u_vox), 2 * np.pi)
+    ray = np.rint(theta / (2 * np.pi) * CANAL_RAYS).astype(int) % CANAL_RAYS
+    s_index = np.clip(np.rint(s_vox).astype(int), 0, len(radii) - 1)
+    within = (s_vox >= frame.inner_range[0]) & (s_vox <= frame.inner_range[1])
+    soft = hu_roi < CANAL_BONE_HU
+    masks["spinal_canal"] = full(within & (rho <= radii[s_index, ray]) & soft & body_roi)
+    canal_lateral = float(np.median(radii[:, 0]))
+    # Foramina: soft tissue just beside the canal, from each disc up into the body above it.
+    foramina = np.zeros(s_vox.shape, bool)
+    ap = (v_vox >= FORAMEN_AP_MM[0]) & (v_vox <= FORAMEN_AP_MM[1])
+    lateral = (np.abs(u_vox) > canal_lateral) & (np.abs(u_vox) <= canal_lateral + FORAMEN_DEPTH_MM)
+    for j, s_disc in enumerate(disc_s):
+        span = FORAMEN_CRANIAL_FRACTION * heights[j]
+        foramina |= (s_vox >= s_disc - 1.0) & (s_vox <= s_disc + span)
+    masks["foramina"] = full(foramina & ap & lateral & soft & body_roi)
+    # Posterior elements: bone around and behind the canal that is not a body.
+    posterior = (
+        within
+        & (hu_roi >= POSTERIOR_BONE_HU)
+        & (v_vox <= canal_front)
+        & (v_vox >= -POSTERIOR_MAX_DEPTH_MM)
+        & (np.abs(u_vox) <= POSTERIOR_MAX_LATERAL_MM)
+        & (code < 0)
+        & body_roi
+    )
+    masks["posterior_elements"] = full(posterior)
+    t3 = time.perf_counter()
+    return SpineResult(
+        bodies=tuple(bodies),
+        disc_centres_lps_mm=tuple(disc_centres),
+        masks=masks,
+        frame=frame,
+        disc_s=tuple(disc_s),
+        timings_s={"straighten": t1 - t0, "discs": t2 - t1, "masks": t3 - t2},
+    )

@@ -1,0 +1,153 @@
+"""Vertebral bodies and levels against TotalSegmentator labels (real CTs) and phantom truth."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from cementscan.anatomy.body import body_mask
+from cementscan.anatomy.grid import make_work_grid
+from cementscan.anatomy.levels import LevelResult, assign_levels
+from cementscan.anatomy.spine import canal_centerline
+from cementscan.anatomy.vertebrae import SpineResult, find_vertebrae
+from cementscan.io import load_volume
+from cementscan.io.volume import CTVolume
+
+SPINE_LEVELS = tuple(f"T{n}" for n in range(1, 13)) + tuple(f"L{n}" for n in range(1, 6))
+
+
+@dataclass
+class Run:
+    spine: SpineResult
+    levels: LevelResult
+
+
+def _run(volume: CTVolume) -> Run:
+    grid = make_work_grid(volume)
+    body = body_mask(grid)
+    spine = find_vertebrae(grid, body, canal_centerline(grid, body))
+    return Run(spine, assign_levels(grid, body, spine))
+
+
+def _label_at(image: sitk.Image, names: dict[int, str], lps_mm: tuple[float, ...]) -> str:
+    index = image.TransformPhysicalPointToIndex([float(v) for v in lps_mm])
+    if not all(0 <= i < s for i, s in zip(index, image.GetSize(), strict=True)):
+        return "outside"
+    return names.get(int(image.GetPixel(index)), "background")
+
+
+def _check_against_labels(run: Run, folder: Path) -> tuple[int, int, int, int]:
+    """(reported with a level, inside the right label, eligible labelled, eligible reported)."""
+    image = sitk.ReadImage(str(folder / "labels.nii.gz"))
+    names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
+    array = sitk.GetArrayFromImage(image)  # [k, j, i]
+    reported = {v.level: v for v in run.levels.vertebrae if v.level is not None}
+    inside = 0
+    for level, vertebra in reported.items():
+        found = _label_at(image, names, vertebra.body_centroid_lps_mm)
+        print(f"  {level}: centroid {np.round(vertebra.body_centroid_lps_mm, 1)} in {found}")
+        inside += found == f"vertebrae_{level}"
+    eligible = []
+    for label_id, name in names.items():
+        level = name.removeprefix("vertebrae_")
+        if level not in SPINE_LEVELS:
+            continue
+        present = np.nonzero(np.any(array == label_id, axis=(1, 2)))[0]
+        if len(present) and present.min() > 0 and present.max() < array.shape[0] - 1:
+            eligible.append(level)
+    hit = sum(level in reported for level in eligible)
+    return len(reported), inside, len(eligible), hit
+
+
+@pytest.mark.parametrize("name", ["abdomen-native-3mm", "chest-cta"])
+def test_bodies_lie_in_their_labels(shared_data: Path, name: str) -> None:
+    run = _run(load_volume(shared_data / name / "ct.nii.gz"))
+    reported, inside, eligible, hit = _check_against_labels(run, shared_data / name)
+    print(
+        f"{name}: {reported} bodies with a level, {inside} inside the label of that level; "
+        f"{hit}/{eligible} eligible labelled T/L vertebrae reported; anchor "
+        f"{run.levels.level_anchor} ({run.levels.level_confidence:.2f}) {run.levels.warnings}"
+    )
+    assert reported > 0
+    assert inside == reported
+    assert hit >= 0.9 * eligible
+    # Every complete body reports a centroid; partial ones never do.
+    for body in run.spine.bodies:
+        assert (body.centroid_lps_mm is not None) == body.complete
+
+
+def test_levels_from_the_sacrum_agree_with_the_last_rib(shared_data: Path) -> None:
+    run = _run(load_volume(shared_data / "abdomen-native-3mm" / "ct.nii.gz"))
+    assert run.levels.level_anchor == "sacrum"
+    assert run.levels.anchors_found.get("last_rib") == run.levels.anchors_found["sacrum"]
+    assert run.levels.level_confidence >= 0.9
+
+
+def test_short_dicom_series_levels_from_last_rib_or_none(shared_data: Path) -> None:
+    """20 slices over T11-T12: labels (stored y-flipped) are compared in physical space only."""
+    folder = shared_data / "upper-abdomen-dicom-j2k"
+    run = _run(load_volume(folder / "dicom"))
+    print(f"dicom: anchor {run.levels.level_anchor}, levels {run.levels.levels}")
+    assert run.levels.level_anchor in ("last_rib", "none")
+    if run.levels.level_anchor == "none":
+        assert all(level is None for level in run.levels.levels)
+    else:
+        reported, inside, _, _ = _check_against_labels(run, folder)
+        assert inside == reported
+
+
+def test_crop_without_anchor_has_no_levels(shared_data: Path) -> None:
+    run = _run(load_volume(shared_data / "lumbar-crop" / "ct.nii.gz"))
+    assert run.levels.level_anchor == "none"
+    assert run.levels.level_confidence <= 0.3
+    assert all(level is None for level in run.levels.levels)
+    assert all(v.level is None for v in run.levels.vertebrae)
+
+
+def test_mask_names_follow_levels(shared_data: Path) -> None:
+    run = _run(load_volume(shared_data / "abdomen-native-3mm" / "ct.nii.gz"))
+    renamed = run.levels.mask_names()
+    assert renamed["vertebral_body_1"] == "vertebral_body_L1"
+    assert any(v == "disc_L4_L5" for v in renamed.values())
+    masks = run.spine.masks
+    for name in ("spinal_canal", "foramina", "posterior_elements"):
+        assert masks[name].any(), name
+    bodies = [m for n, m in masks.items() if n.startswith("vertebral_body_")]
+    assert not np.any(np.sum(bodies, axis=0) > 1)  # bodies do not overlap
+    assert not np.any(masks["spinal_canal"] & np.any(bodies, axis=0))
+
+
+synth = pytest.importorskip("cementscan.synth", reason="cementscan.synth (phantoms) not available")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="phantom spines: discs missed in the upper thorax and 12th ribs not found (issue #3)",
+)
+@pytest.mark.parametrize("preset", ["ribs-11", "ribs-13", "transitional"])
+def test_phantom_levels_right_or_less_confident(preset: str) -> None:
+    phantom = synth.make_phantom(synth.preset_spec(preset, seed=0, slice_mm=3.0, pixel_mm=2.0))
+    series = phantom.series[0]
+    run = _run(series.ct)
+    labels = sitk.GetImageFromArray(np.ascontiguousarray(series.anatomy_labels.T))
+    labels.SetSpacing(series.ct.spacing_mm)
+    labels.SetOrigin(series.ct.index_to_lps([0, 0, 0]).tolist())
+    labels.SetDirection(_direction(series.ct))
+    wrong = []
+    for vertebra in run.levels.vertebrae:
+        found = _label_at(labels, phantom.anatomy_names, vertebra.body_centroid_lps_mm)
+        if vertebra.level is not None and found != f"vertebral_body_{vertebra.level}":
+            wrong.append((vertebra.level, found))
+    print(preset, run.levels.level_anchor, run.levels.level_confidence, wrong)
+    assert not wrong or run.levels.level_confidence <= 0.5
+
+
+def _direction(volume: CTVolume) -> list[float]:
+    origin = volume.index_to_lps([0, 0, 0])
+    axes = [(volume.index_to_lps(np.eye(3)[n]) - origin) / volume.spacing_mm[n] for n in range(3)]
+    return np.column_stack(axes).ravel().tolist()
