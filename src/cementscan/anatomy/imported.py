@@ -12,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from cementscan.anatomy.grid import WorkGrid
+from cementscan.anatomy.lungs import lung_info
 from cementscan.anatomy.model import Anatomy, Vertebra
 from cementscan.errors import InputError
 
@@ -140,6 +141,11 @@ def anatomy_from_classes(classes: dict[str, np.ndarray], grid: WorkGrid) -> Anat
         level_anchor="imported" if vertebrae else "none",
         level_confidence=IMPORTED_LEVEL_CONFIDENCE if vertebrae else 0.0,
         ivc_centerline_lps_mm=_centerline(masks.get("ivc"), grid),
+        lungs={
+            side: lung_info(side, masks[f"lung_{side}"], grid)
+            for side in ("right", "left")
+            if f"lung_{side}" in masks
+        },
         source="imported",
     )
 

@@ -326,7 +326,7 @@ def find_lungs(grid: WorkGrid, body: np.ndarray, volume: CTVolume | None = None)
     if airways.any():
         masks["airways"] = airways
 
-    infos = {side: _lung_info(side, filled[side], grid) for side in filled}
+    infos = {side: lung_info(side, filled[side], grid) for side in filled}
     return LungResult(masks=masks, lungs=infos)
 
 
@@ -342,7 +342,8 @@ def _split_if_bilateral(
     return _split_left_right(component)
 
 
-def _lung_info(side: str, lung: np.ndarray, grid: WorkGrid) -> LungInfo:
+def lung_info(side: str, lung: np.ndarray, grid: WorkGrid) -> LungInfo:
+    """Volume, cranio-caudal extent, hilum and coverage of one filled lung mask."""
     zs = np.nonzero(lung.any(axis=(0, 1)))[0]
     z_low, z_high = float(grid.z_mm(int(zs[0]))), float(grid.z_mm(int(zs[-1])))
     return LungInfo(
@@ -463,4 +464,4 @@ def lung_labels_native(result: LungResult, grid: WorkGrid, volume: CTVolume) -> 
     return native
 
 
-__all__ = ["LungResult", "fill_holes", "find_lungs", "is_central", "lung_labels_native"]
+__all__ = ["LungResult", "fill_holes", "find_lungs", "is_central", "lung_info", "lung_labels_native"]
