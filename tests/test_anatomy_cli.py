@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-
 from conftest import CliRun
 
 

@@ -464,4 +464,11 @@ def lung_labels_native(result: LungResult, grid: WorkGrid, volume: CTVolume) -> 
     return native
 
 
-__all__ = ["LungResult", "fill_holes", "find_lungs", "is_central", "lung_info", "lung_labels_native"]
+__all__ = [
+    "LungResult",
+    "fill_holes",
+    "find_lungs",
+    "is_central",
+    "lung_info",
+    "lung_labels_native",
+]
