@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,9 @@ def _check_outputs(out: Path, ct: Path) -> dict[str, object]:
     return {"data": data, "names": set(names.values())}
 
 
-def test_anatomy_command_on_abdomen(shared_data: Path, tmp_path: Path, cli: CliRun) -> None:
+def test_anatomy_command_on_abdomen(
+    shared_data: Path, tmp_path: Path, cli: Callable[..., CliRun]
+) -> None:
     ct = shared_data / "abdomen-native-3mm" / "ct.nii.gz"
     run = cli("anatomy", ct, "--out", tmp_path)
     assert run.code == 0, run.err
@@ -45,7 +48,7 @@ def test_anatomy_command_on_abdomen(shared_data: Path, tmp_path: Path, cli: CliR
 
 
 def test_anatomy_command_with_totalsegmentator_masks(
-    shared_data: Path, tmp_path: Path, cli: CliRun
+    shared_data: Path, tmp_path: Path, cli: Callable[..., CliRun]
 ) -> None:
     folder = shared_data / "chest-cta"
     run = cli(
@@ -68,7 +71,7 @@ def test_anatomy_command_with_totalsegmentator_masks(
 
 
 def test_anatomy_command_bad_masks_path_is_exit_2(
-    shared_data: Path, tmp_path: Path, cli: CliRun
+    shared_data: Path, tmp_path: Path, cli: Callable[..., CliRun]
 ) -> None:
     ct = shared_data / "lumbar-crop" / "ct.nii.gz"
     run = cli("anatomy", ct, "--out", tmp_path, "--anatomy-masks", tmp_path / "missing")

@@ -10,6 +10,7 @@ import jsonschema
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import CliRun
 
 from cementscan.findings import (
     AnatomyRecord,
@@ -148,11 +149,11 @@ def test_the_writer_refuses_a_document_that_breaks_the_contract(
 
 
 def test_analyze_writes_valid_findings_and_matching_labels(
-    shared_data: Path, tmp_path: Path, cli: Callable[..., object]
+    shared_data: Path, tmp_path: Path, cli: Callable[..., CliRun]
 ) -> None:
     ct = shared_data / "abdomen-native-3mm" / "ct.nii.gz"
     run = cli("analyze", ct, "--out", tmp_path / "out")
-    assert run.code == 0, run.err  # type: ignore[attr-defined]
+    assert run.code == 0, run.err
     data = json.loads((tmp_path / "out" / "findings.json").read_text())
     validate_findings(data)
     assert any("not implemented" in w for w in data["warnings"])
@@ -194,11 +195,11 @@ def test_outputs_are_all_or_nothing(
 
 
 def test_output_folder_that_is_a_file_is_exit_2(
-    shared_data: Path, tmp_path: Path, cli: Callable[..., object]
+    shared_data: Path, tmp_path: Path, cli: Callable[..., CliRun]
 ) -> None:
     target = tmp_path / "taken"
     target.write_text("user's file")
     run = cli("analyze", shared_data / "lumbar-crop" / "ct.nii.gz", "--out", target)
-    assert run.code == 2  # type: ignore[attr-defined]
-    assert "not a folder" in run.err and str(target) in run.err  # type: ignore[attr-defined]
+    assert run.code == 2
+    assert "not a folder" in run.err and str(target) in run.err
     assert target.read_text() == "user's file"
