@@ -104,6 +104,9 @@ def choose_series(
                     f"({_describe(s)}; chosen: {_describe(twin)})",
                 )
             )
+    # Analyse in the order the folder lists them (series number), not in preference order.
+    order = {id(s): n for n, s in enumerate(found)}
+    chosen.sort(key=lambda s: order[id(s)])
     return chosen, skipped
 
 

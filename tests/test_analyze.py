@@ -1,0 +1,61 @@
+"""``cementscan analyze`` on a two-series DICOM study (the reference-case phantom written as DICOM)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import CliRun
+
+from cementscan.findings import validate_findings
+from cementscan.synth import make_phantom, preset_spec, write_phantom
+
+
+@pytest.fixture(scope="module")
+def dicom_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reference-case")
+    phantom = make_phantom(preset_spec("reference-case", seed=3, slice_mm=3.0, pixel_mm=2.0))
+    write_phantom(phantom, out, dicom=True, png=False)
+    return out
+
+
+def test_two_series_study_gives_one_findings_file_and_a_label_map_per_series(
+    dicom_study: Path, tmp_path: Path, cli: Callable[..., CliRun]
+) -> None:
+    run = cli("analyze", dicom_study / "dicom", "--out", tmp_path, "--asymptomatic")
+    assert run.code == 0, run.err
+    data = json.loads((tmp_path / "findings.json").read_text())
+    validate_findings(data)
+    descriptions = [
+        json.loads((dicom_study / "truth.json").read_text())["series"][n] for n in (0, 1)
+    ]
+    assert len(data["inputs"]) == 2
+    assert data["management"]["inputs"]["symptoms"] == []
+    ids = [f["id"] for f in data["findings"]]
+    assert ids == list(range(1, len(ids) + 1))
+    for n, record in enumerate(data["inputs"]):
+        labels = sitk.ReadImage(str(tmp_path / f"cement_labels_{n}.nii.gz"))
+        assert list(labels.GetSize()) == record["shape"] == descriptions[n]["shape"]
+        in_map = set(np.unique(sitk.GetArrayFromImage(labels))) - {0}
+        assert in_map == {f["id"] for f in data["findings"] if f["series_index"] == n}
+    assert not (tmp_path / "cement_labels.nii.gz").exists()
+
+
+def test_anatomy_none_is_said_and_keeps_every_candidate(
+    dicom_study: Path, tmp_path: Path, cli: Callable[..., CliRun]
+) -> None:
+    with_anatomy = cli("analyze", dicom_study / "dicom", "--out", tmp_path / "a")
+    without = cli("analyze", dicom_study / "dicom", "--out", tmp_path / "b", "--anatomy", "none")
+    assert with_anatomy.code == without.code == 0
+    a = json.loads((tmp_path / "a" / "findings.json").read_text())
+    b = json.loads((tmp_path / "b" / "findings.json").read_text())
+    assert any("--anatomy none" in w for w in b["warnings"])
+    assert b["anatomy"]["level_anchor"] == "none"
+    assert [f["centroid_lps_mm"] for f in a["findings"]] == [
+        f["centroid_lps_mm"] for f in b["findings"]
+    ]
+    assert all(f["level"] is None for f in b["findings"])
