@@ -12,11 +12,12 @@ import SimpleITK as sitk
 
 from cementscan.anatomy.body import body_mask
 from cementscan.anatomy.grid import labels_to_volume, make_work_grid
-from cementscan.anatomy.heart import find_heart
+from cementscan.anatomy.heart import _track_ascending_aorta, find_heart
 from cementscan.anatomy.lungs import find_lungs
 from cementscan.io import load_volume
 from cementscan.io.volume import CTVolume
 from cementscan.io.write import to_sitk
+from cementscan.synth import make_phantom, preset_spec
 
 
 def native_labels(path: Path, volume: CTVolume) -> np.ndarray:
@@ -42,8 +43,15 @@ def chest(shared_data: Path) -> dict[str, object]:
     end = time.perf_counter()
     print(f"chest-cta: lungs {middle - start:.2f} s, heart {end - middle:.2f} s")
     names = {v: int(k) for k, v in json.loads((folder / "labels.json").read_text()).items()}
-    labelled = native_labels(folder / "labels.nii.gz", volume) == names["heart"]
-    return {"volume": volume, "grid": grid, "heart": heart, "labelled": labelled}
+    labels = native_labels(folder / "labels.nii.gz", volume)
+    return {
+        "volume": volume,
+        "grid": grid,
+        "heart": heart,
+        "labelled": labels == names["heart"],
+        "aorta": labels == names["aorta"],
+        "seconds": end - middle,
+    }
 
 
 def _native(chest: dict[str, object], name: str) -> np.ndarray:
@@ -60,6 +68,23 @@ def test_chest_heart_matches_label(chest: dict[str, object]) -> None:
     dice = 2 * np.sum(found & labelled) / (found.sum() + labelled.sum())
     print(f"chest-cta heart Dice {dice:.3f}")
     assert dice >= 0.8
+
+
+def test_chest_heart_excludes_aortic_root(chest: dict[str, object]) -> None:
+    """The ascending aorta and its root (as wide as the opening ball) are cut off the heart:
+    ~7% of the mask was labelled aorta before; now ~1% (the valve level) is."""
+    found = _native(chest, "heart")
+    aorta = chest["aorta"]
+    assert isinstance(aorta, np.ndarray)
+    share = np.sum(found & aorta) / found.sum()
+    print(f"chest-cta: labelled aorta is {share:.1%} of the heart mask")
+    assert share < 0.03
+
+
+def test_chest_heart_is_fast(chest: dict[str, object]) -> None:
+    seconds = chest["seconds"]
+    assert isinstance(seconds, float)
+    assert seconds < 1.5  # ~0.5 s measured; generous for loaded CI machines (DESIGN.md §6)
 
 
 def _centroids(chest: dict[str, object]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -81,21 +106,80 @@ def test_chest_right_heart_is_right_and_anterior(chest: dict[str, object]) -> No
     right_lps, heart_lps, _, labelled = _centroids(chest)
     assert right_lps[0] < heart_lps[0]  # smaller LPS x: the patient's right
     assert right_lps[1] < heart_lps[1]  # smaller LPS y: anterior
-    # Within 10 mm of the labelled heart (see the strict test below for why not inside).
+    # Within 10 mm of the labelled heart (and, see below, inside it).
     volume = chest["volume"]
     assert isinstance(volume, CTVolume)
     labelled_lps = volume.index_to_lps(np.argwhere(labelled[::4, ::4, :]) * [4, 4, 1])
     assert np.min(np.linalg.norm(labelled_lps - right_lps, axis=1)) < 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the heart mask keeps part of the aortic root (as wide as the 14 mm opening ball), "
-    "which pulls the right-heart centroid into the labelled aorta, ~7 mm outside the heart label",
-)
 def test_chest_right_heart_centroid_inside_labelled_heart(chest: dict[str, object]) -> None:
-    _, _, right_index, labelled = _centroids(chest)
+    """Issue #3: the right-heart region's centroid lies inside the labelled heart, right of and
+    anterior to the heart's centroid (it fell into the aortic root, 5-7 mm outside, while the
+    heart mask kept the root and the region wrapped around it above the aortic valve)."""
+    right_lps, heart_lps, right_index, labelled = _centroids(chest)
+    offset = right_lps - heart_lps
+    print(f"chest-cta right-heart centroid - heart centroid (LPS mm): {np.round(offset, 1)}")
     assert labelled[tuple(right_index)]
+    assert offset[0] < 0 and offset[1] < 0
+
+
+def _tube_on_blob() -> tuple[np.ndarray, np.ndarray]:
+    """A ball ("heart", radius 30 voxels) with a round tube (radius 8) rising from its middle,
+    its lower 20 slices embedded in the ball behind a 1-voxel dark wall, as the aortic root."""
+    x, y, z = np.ogrid[:90, :90, :100]
+    ball = (x - 45) ** 2 + (y - 45) ** 2 + (z - 40) ** 2 <= 30**2
+    radial = (x - 45) ** 2 + (y - 45) ** 2
+    column = np.broadcast_to(z >= 50, ball.shape)
+    tube = (radial <= 8**2) & column
+    wall = (radial > 8**2) & (radial <= 9**2) & column
+    lumen = (ball | tube) & ~wall
+    heart = ball & ~wall
+    return heart, lumen
+
+
+def test_tracker_follows_tube_into_blob_and_stops_at_its_end() -> None:
+    heart, lumen = _tube_on_blob()
+    track = _track_ascending_aorta(heart, lumen, 2.0)
+    assert track, "the tube above the ball is the seed"
+    assert min(track) == 50  # down to the tube's end; below it the lumen is the whole ball
+    for centre, radius in track.values():
+        assert abs(centre[0] - 45) <= 1 and abs(centre[1] - 45) <= 1
+        assert 7 <= radius <= 10
+    # Without the tube nothing is tracked: the ball's own round top is not a seed.
+    assert _track_ascending_aorta(heart, heart, 2.0) == {}
+
+
+@pytest.fixture(scope="module")
+def phantom() -> dict[str, object]:
+    ph = make_phantom(preset_spec("right-heart", seed=0, slice_mm=3.0, pixel_mm=2.0))
+    series = ph.series[0]
+    grid = make_work_grid(series.ct)
+    body = body_mask(grid)
+    found = find_heart(grid, body, find_lungs(grid, body, series.ct).masks)
+    ids = {name: i for i, name in ph.anatomy_names.items()}
+    labels = series.anatomy_labels
+    return {
+        "volume": series.ct,
+        "grid": grid,
+        "heart": found,
+        "labelled": np.isin(labels, [ids["heart"], ids["right_atrium"], ids["right_ventricle"]]),
+    }
+
+
+def test_phantom_right_heart_in_heart_and_right_anterior(phantom: dict[str, object]) -> None:
+    """Unenhanced synthetic heart without great vessels: the tracker finds nothing to cut and
+    the right-heart region stays the right-anterior part of a plausible heart."""
+    found = _native(phantom, "heart")
+    labelled = phantom["labelled"]
+    assert isinstance(labelled, np.ndarray)
+    dice = 2 * np.sum(found & labelled) / (found.sum() + labelled.sum())
+    print(f"phantom heart Dice {dice:.3f}")
+    assert dice >= 0.85
+    right_lps, heart_lps, right_index, _ = _centroids(phantom)
+    assert labelled[tuple(right_index)]
+    assert right_lps[0] < heart_lps[0] - 5  # patient's right
+    assert right_lps[1] < heart_lps[1] - 5  # anterior
 
 
 def test_no_heart_in_abdominal_scan(shared_data: Path) -> None:
