@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from cementscan import __version__
-from cementscan.cli import analyze, anatomy, demo, info, phantom
+from cementscan.cli import analyze, anatomy, demo, info, insert, phantom
 from cementscan.errors import CementscanError, InputError
 
-COMMANDS = (analyze, anatomy, info, phantom, demo)
+COMMANDS = (analyze, anatomy, info, phantom, insert, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

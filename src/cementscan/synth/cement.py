@@ -172,12 +172,12 @@ class CementBuilder:
             # The tract fades out in the paravertebral plexus before it reaches a large vein.
             pts[-1] = pts[-2] + 0.6 * (pts[-1] - pts[-2])
         if leak.length_mm is not None and not reaches_ivc and cat != "azygos":
-            pts = _trim(pts, leak.length_mm)
+            pts = trim_path(pts, leak.length_mm)
         tube = Tube(pts, np.full(len(pts), 2.0))
         holes: tuple[Shape, ...] = (src.shape,) if lumen is None else (src.shape, lumen)
         vein = self._new(category="paravertebral_vein", shape_kind="linear", shape=Subtract(tube, holes),
                          hu=hu, side="", level=leak.level, yeom_type="S", connected_to=src.id)  # fmt: skip
-        vein.length_mm = _length_outside(pts, holes)
+        vein.length_mm = length_outside_mm(pts, holes)
         if reaches_ivc:
             assert lumen is not None and leak.ivc_to_level is not None
             top = self.layout.vertebrae[leak.ivc_to_level].z_mm + 4.0
@@ -337,7 +337,7 @@ class CementBuilder:
                 line, radii = c[None, :], np.array([r])
                 shape = Ellipsoid(tuple(c), (r, r, r))
                 total = 2 * r
-            if any(_gap(line, radii, p, pr) < sep for p, pr in placed):
+            if any(tube_gap_mm(line, radii, p, pr) < sep for p, pr in placed):
                 continue
             lung = self.layout.lung_shapes[seg.side]
             if _depth(lung, line).min() < radii.max() + 0.5:
@@ -352,7 +352,7 @@ class CementBuilder:
         return False
 
 
-def _gap(a: np.ndarray, ra: np.ndarray, b: np.ndarray, rb: np.ndarray) -> float:
+def tube_gap_mm(a: np.ndarray, ra: np.ndarray, b: np.ndarray, rb: np.ndarray) -> float:
     d = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2) - ra[:, None] - rb[None, :]
     return float(d.min())
 
@@ -361,7 +361,7 @@ def _depth(shape: Shape, pts: np.ndarray) -> np.ndarray:
     return -np.asarray(shape.sdf(pts[:, 0], pts[:, 1], pts[:, 2]))
 
 
-def _trim(pts: np.ndarray, length_mm: float) -> np.ndarray:
+def trim_path(pts: np.ndarray, length_mm: float) -> np.ndarray:
     out = [pts[0]]
     left = length_mm
     for a, b in itertools.pairwise(pts):
@@ -374,7 +374,7 @@ def _trim(pts: np.ndarray, length_mm: float) -> np.ndarray:
     return np.array(out)
 
 
-def _length_outside(pts: np.ndarray, holes: tuple[Shape, ...]) -> float:
+def length_outside_mm(pts: np.ndarray, holes: tuple[Shape, ...]) -> float:
     """Centreline length of a tube outside the given shapes (dense sampling)."""
     dense = np.vstack([np.linspace(a, b, 40, endpoint=False) for a, b in itertools.pairwise(pts)])
     outside = np.ones(len(dense), dtype=bool)

@@ -151,7 +151,7 @@ class Canvas:
             # Dense material shows even at a third of a voxel (2000 HU cement at 30% gives
             # ~600 HU), so truth labels take voxels from 30% coverage: thin tracts stay
             # connected in the label map as they are in the image.
-            owned = cov >= 0.3 if peak >= 0.3 else cov >= 0.5 * peak
+            owned = owned_voxels(cov)
             if truth:
                 self.truth[crop][owned] = truth
             if confounder:
@@ -159,6 +159,16 @@ class Canvas:
         if clears_truth:  # metal replaces cement wherever it takes an appreciable share
             self.truth[crop][cov > 0.0] = 0
         return crop, cov
+
+
+OWN_FRACTION = 0.3  # truth/confounder labels take voxels from 30% coverage (see Canvas.paint)
+
+
+def owned_voxels(cov: np.ndarray) -> np.ndarray:
+    """Voxels an object's label owns: coverage >= 30%, or, for an object thinner than that
+    everywhere (a 1 mm embolus in a 5 mm slice), coverage >= half its own peak."""
+    peak = float(cov.max(initial=0.0))
+    return cov >= OWN_FRACTION if peak >= OWN_FRACTION else cov >= 0.5 * peak
 
 
 @dataclass

@@ -43,6 +43,8 @@ HU_CSF = 10.0
 HU_CORD = 35.0
 HU_EPIDURAL_FAT = -80.0
 HU_CARTILAGE = 120.0
+# Lamina rows, as fractions of the body's height above (+) or below (-) its mid-height.
+LAMINA_DZ_FRACTIONS = (0.2, 0.0, -0.2, -0.4)
 
 
 @dataclass(frozen=True)
@@ -396,7 +398,12 @@ def _posterior_elements(v: Vertebra, layout: Layout) -> Shape:
         ped_back = (sx * (crx + pr - 1.0), cy + cry * 0.4, zc)
         parts.append(Tube(np.array([ped_front, ped_back]), np.array([pr, pr])))
         lam_end = (0.0, cy + cry + 3.0, zc - 2.0)
-        parts.append(Tube(np.array([ped_back, lam_end]), np.array([3.5, 3.5])))
+        # Laminae are plates, not rods: each reaches from its pedicles' level down towards the
+        # disc below (lumbar ~20-25 mm tall), so bone closes the canal behind on most slices.
+        for dz in LAMINA_DZ_FRACTIONS:
+            shift = np.array([0.0, 0.0, dz * (v.z_hi - v.z_lo)])
+            ends = np.array([ped_back, lam_end]) + shift
+            parts.append(Tube(ends, np.array([3.5, 3.5])))
         if lumbar:
             tip = (sx * (crx + 34.0), cy - 4.0, zc)
             big = v.level == "L5" and layout.transitional
@@ -418,7 +425,9 @@ def _posterior_elements(v: Vertebra, layout: Layout) -> Shape:
         parts.append(
             Ellipsoid((0.0, cy + cry + sp_len * 0.6, zc - sp_drop * 0.6), (3.5, 11.0, 9.0))
         )
-    return Union(tuple(parts))
+    # The pedicles (and a sacralised L5's broad processes) meet the body at its cortex, as in
+    # life: they do not run as dense rods through its cancellous core.
+    return Subtract(Union(tuple(parts)), (v.body(),))
 
 
 def _add_sacrum_pelvis(scene: Scene, layout: Layout) -> None:
@@ -431,11 +440,19 @@ def _add_sacrum_pelvis(scene: Scene, layout: Layout) -> None:
     )
     rad = np.array([21.0, 15.0, 8.0])
     alae = [Ellipsoid((sx * 36.0, y0 + 10.0, -14.0), (24.0, 19.0, 17.0)) for sx in (-1.0, 1.0)]
-    sacrum = Union((Tube(spine, rad), *alae))
+    # As in life, each lateral mass reaches back and out to the ilium (the sacroiliac joint is
+    # a few mm of cartilage), and S1's fused laminae close the sacral canal behind.
+    joint = [np.array([(sx * 36.0, y0 + 10.0, -14.0), (sx * 62.0, y0 + 35.0, -14.0)])
+             for sx in (-1.0, 1.0)]  # fmt: skip
+    joint_rad = np.array([13.0, 11.0])
+    arch_center = (0.0, s1.canal_y_mm, 0.5 * (s1.z_lo + s1.z_hi))
+    sacrum = Union((Tube(spine, rad), *alae, *(Tube(j, joint_rad) for j in joint),
+                    Ellipsoid(arch_center, (19.0, 12.0, 15.0))))  # fmt: skip
     scene.add(Subtract(sacrum, (s1.body(),)), 600.0, "sacrum")
     inner = Union(
-        (Tube(spine, rad - 2.0), *[Ellipsoid(a.center, (21.5, 16.5, 14.5)) for a in alae])
-    )
+        (Tube(spine, rad - 2.0), *[Ellipsoid(a.center, (21.5, 16.5, 14.5)) for a in alae],
+         *(Tube(j, joint_rad - 2.5) for j in joint), Ellipsoid(arch_center, (16.5, 9.5, 12.5)))
+    )  # fmt: skip
     scene.add(Subtract(inner, (s1.body(),)), 260.0, "sacrum")
     for sx, side in ((-1.0, "right"), (1.0, "left")):
         # Iliac wing: a thin curved plate from the sacroiliac joint flaring anterolaterally.

@@ -160,7 +160,7 @@ def summarize(objects: list[TruthObject], coverage: set[str], level_order: list[
     n_left = sum(o.side == "left" for o in pce_objs)
     zones = Counter(o.lung_zone for o in pce_objs)
     zone_pred = "none"
-    if pce_objs:
+    if any(o.lung_zone for o in pce_objs):
         top, top_n = max(
             ((z, zones.get(z, 0)) for z in ("lower", "middle", "upper")), key=lambda t: t[1]
         )
