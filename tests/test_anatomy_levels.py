@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,26 +126,104 @@ def test_mask_names_follow_levels(shared_data: Path) -> None:
 synth = pytest.importorskip("cementscan.synth", reason="cementscan.synth (phantoms) not available")
 
 
-@pytest.mark.xfail(
+@dataclass
+class PhantomRun:
+    run: Run
+    labels: sitk.Image
+    names: dict[int, str]
+    complete: list[str]  # levels whose body lies wholly inside the series
+
+
+_PHANTOM_CACHE: dict[tuple[str, int], PhantomRun] = {}
+
+
+def _phantom_run(preset: str, index: int) -> PhantomRun:
+    """Phantoms at 3 mm slices and 2 mm pixels, made and analysed once per test module."""
+    key = (preset, index)
+    if key not in _PHANTOM_CACHE:
+        phantom = synth.make_phantom(synth.preset_spec(preset, seed=0, slice_mm=3.0, pixel_mm=2.0))
+        series = phantom.series[index]
+        labels = sitk.GetImageFromArray(np.ascontiguousarray(series.anatomy_labels.T))
+        labels.SetSpacing(series.ct.spacing_mm)
+        labels.SetOrigin(series.ct.index_to_lps([0, 0, 0]).tolist())
+        labels.SetDirection(_direction(series.ct))
+        complete = []
+        for label_id, name in phantom.anatomy_names.items():
+            if not name.startswith("vertebral_body_"):
+                continue
+            present = np.nonzero(np.any(series.anatomy_labels == label_id, axis=(0, 1)))[0]
+            last = series.anatomy_labels.shape[2] - 1
+            if len(present) and present.min() > 0 and present.max() < last:
+                complete.append(name.removeprefix("vertebral_body_"))
+        _PHANTOM_CACHE[key] = PhantomRun(
+            _run(series.ct), labels, dict(phantom.anatomy_names), complete
+        )
+    return _PHANTOM_CACHE[key]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_phantoms() -> Iterator[None]:
+    yield
+    _PHANTOM_CACHE.clear()
+
+
+def _phantom_levels(result: PhantomRun) -> tuple[list[tuple[str, str]], set[str]]:
+    """(levels reported at a centroid outside that level's body, levels reported rightly)."""
+    wrong, right = [], set()
+    for vertebra in result.run.levels.vertebrae:
+        if vertebra.level is None:
+            continue
+        found = _label_at(result.labels, result.names, vertebra.body_centroid_lps_mm)
+        expected = "sacrum" if vertebra.level == "S1" else f"vertebral_body_{vertebra.level}"
+        if found == expected:
+            right.add(vertebra.level)
+        else:
+            wrong.append((vertebra.level, found))
+    return wrong, right
+
+
+_DISC_CHAIN_XFAIL = pytest.mark.xfail(
     strict=True,
-    reason="phantom spines: discs missed in the upper thorax and 12th ribs not found (issue #3)",
+    reason="the disc chain still merges or splits a body near the thoracolumbar junction or "
+    "the upper thorax of this phantom (issue #3)",
 )
+
+
+@pytest.mark.parametrize(
+    ("preset", "index"),
+    [
+        pytest.param("reference-case", 0, marks=_DISC_CHAIN_XFAIL),
+        ("reference-case", 1),
+        pytest.param("negative", 0, marks=_DISC_CHAIN_XFAIL),
+        pytest.param("thoracic-azygos", 0, marks=_DISC_CHAIN_XFAIL),
+        pytest.param("canal-leak", 0, marks=_DISC_CHAIN_XFAIL),
+    ],
+)
+def test_phantom_levels_all_right(preset: str, index: int) -> None:
+    """Normal anatomy: every reported level is right, and >= 90% of whole bodies are reported."""
+    result = _phantom_run(preset, index)
+    wrong, right = _phantom_levels(result)
+    hit = [level for level in result.complete if level in right]
+    print(
+        preset, index, result.run.levels.level_anchor, wrong, f"{len(hit)}/{len(result.complete)}"
+    )
+    assert result.run.levels.level_anchor != "none"
+    assert not wrong
+    assert len(hit) >= 0.9 * len(result.complete)
+
+
 @pytest.mark.parametrize("preset", ["ribs-11", "ribs-13", "transitional"])
 def test_phantom_levels_right_or_less_confident(preset: str) -> None:
-    phantom = synth.make_phantom(synth.preset_spec(preset, seed=0, slice_mm=3.0, pixel_mm=2.0))
-    series = phantom.series[0]
-    run = _run(series.ct)
-    labels = sitk.GetImageFromArray(np.ascontiguousarray(series.anatomy_labels.T))
-    labels.SetSpacing(series.ct.spacing_mm)
-    labels.SetOrigin(series.ct.index_to_lps([0, 0, 0]).tolist())
-    labels.SetDirection(_direction(series.ct))
-    wrong = []
-    for vertebra in run.levels.vertebrae:
-        found = _label_at(labels, phantom.anatomy_names, vertebra.body_centroid_lps_mm)
-        if vertebra.level is not None and found != f"vertebral_body_{vertebra.level}":
-            wrong.append((vertebra.level, found))
-    print(preset, run.levels.level_anchor, run.levels.level_confidence, wrong)
-    assert not wrong or run.levels.level_confidence <= 0.5
+    """Variants (11 or 13 rib pairs, a sacralised L5): every level right, or a confidence of
+    at most 0.5 with a warning."""
+    result = _phantom_run(preset, 0)
+    levels = result.run.levels
+    wrong, _right = _phantom_levels(result)
+    print(preset, levels.level_anchor, levels.level_confidence, wrong, levels.warnings)
+    assert levels.level_anchor != "none"
+    if wrong:
+        assert levels.level_confidence <= 0.5
+        assert levels.warnings
 
 
 def _direction(volume: CTVolume) -> list[float]:

@@ -15,13 +15,13 @@ from cementscan import __version__
 from cementscan.anatomy import Anatomy, compute_anatomy
 from cementscan.cement import find_candidates
 from cementscan.classify import findings_from_candidates
+from cementscan.clinical import suggest_management
 from cementscan.errors import InputError
 from cementscan.findings import (
     AnatomyRecord,
     Finding,
     FindingsDocument,
     InputRecord,
-    Management,
     SkippedRecord,
     write_findings,
 )
@@ -35,7 +35,6 @@ PLACEHOLDER_WARNINGS = (
     "component is listed as category 'other', including contrast, metal and cortical bone; "
     "calibrated detection and classification are not implemented in this version, so no region "
     "is reported as assessable",
-    "no management suggestion: the clinical rules are not implemented in this version",
 )
 
 
@@ -134,10 +133,7 @@ def analyze(inputs: Sequence[str | Path], options: AnalysisOptions | None = None
         anatomy=_anatomy_record(anatomies),
         findings=tuple(findings),
         summary=summary,
-        management=Management(
-            suggestion="none: the clinical rules are not implemented in this version",
-            inputs={"symptoms": None if options.symptoms is None else list(options.symptoms)},
-        ),
+        management=suggest_management(summary, options.symptoms),
         warnings=tuple(warnings),
         timings_s={k: round(v, 3) for k, v in timings.items()},
     )

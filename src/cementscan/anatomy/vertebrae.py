@@ -19,16 +19,25 @@ PATCH_ANTERIOR_MM = (6.0, 40.0)
 PATCH_HALF_WIDTH_MM = 14.0
 PROFILE_CLIP_HU = (-200.0, 600.0)  # cement (1200-3000 HU) must not make a treated body a "disc"
 PROFILE_PERCENTILE = 80.0
+# The core is profiled in bands from back to front: an endplate tilted against the frame
+# (a wedge fracture, lordosis, scoliosis) crosses a thin band within a slice or two, where
+# across the whole depth it would be smeared over several.
+PROFILE_BANDS = 1
+BAND_SHIFT_SLICES = 3  # the bands' features are combined over +-1 slice of such a shift
+# Above any bone on ~2 mm voxels (cortex 700-1500 HU is < 2 mm thick and averages lower); PMMA
+# cement with its contrast agent is 1200-3000 HU.
+CEMENT_MIN_HU = 1100.0
 CORE_WINDOW_SLICES = 31  # ~60 mm: a few bodies, so the front is the column's, not a disc's
 CORE_CORTEX_MARGIN = 3  # voxels (6 mm) kept off the anterior cortex  # the endplates' brightness, not the (often osteoporotic) core's
 # Top-hats this fraction of the local vertebral period wide keep discs with their endplates
 # (lumbar 8-12 mm of a 35-40 mm period) and drop the broad mid-body dip.
 TOPHAT_FRACTION_OF_PERIOD = 0.45
 SMOOTHING_FRACTION_OF_PERIOD = 0.1
-POLARITIES = ("both",)  # a disc as a bright line, a dark gap, or either
-DARK_WEIGHT = (
-    0.3  # dark gaps count less: chest-cta's bright endplate lines are flanked by narrow dips
-)
+# How much a dark gap counts against a bright line. Thick slices over osteoporotic bone show
+# the endplate-disc-endplate complex as one bright line flanked by narrow dips (chest-cta: dark
+# gaps must count less); dense bodies show the disc as a dark gap between bright endplates
+# (counted fully). Both are tried and the chain that is stronger per disc wins.
+DARK_WEIGHTS = (0.3,)
 PERIOD_RANGE_MM = (13.0, 48.0)  # C3 (~13 mm with its disc) to a tall lumbar body with its disc
 DEFAULT_PERIOD_MM = 24.0  # a mid-thoracic body plus disc, before the scan's own is measured
 # Body height follows body depth: period ~0.68 x (canal centre to the body's front), measured
@@ -39,6 +48,11 @@ MAX_PERIOD_RATIO = 1.5  # neighbouring bodies (with their discs) differ by less 
 PEAK_REWARD = 1.0  # a disc candidate's reward per unit of robust-normalised prominence
 IRREGULARITY_COST = 3.0  # per unit of squared log-ratio of neighbouring periods
 MISSING_DISC_COST = 1.0  # beyond MAX_PERIOD_RATIO: likely a missed or a spurious disc
+# A link this much longer than the depth-expected period spans two bodies: the disc between
+# them left no peak (destroyed by spondylodiscitis, or a collapsed or cemented body beside it).
+# It is bridged at a cost, with a disc placed half-way, instead of breaking the chain.
+MISSED_DISC_RATIO = 1.6
+MISSED_DISC_COST = 1.5
 # --- body, disc and canal masks ---------------------------------------------------------------
 BODY_EDGE_FRACTION = 0.5  # body edge: half-way between soft tissue and the body's own HU
 SOFT_TISSUE_HU = 40.0
@@ -57,6 +71,12 @@ POSTERIOR_BONE_HU = 180.0
 POSTERIOR_MAX_LATERAL_MM = 45.0  # transverse-process tips; ribs beyond are not the vertebra's
 POSTERIOR_MAX_DEPTH_MM = 75.0  # spinous-process tips behind the canal
 PARTIAL_MIN_FRACTION = 0.85  # an end segment at least this long of its neighbour counts as whole
+# The column's end inside the scan: beyond it the core's profile is soft tissue (a high
+# percentile of muscle or fat stays under this; an osteoporotic body's, with its cortex, above
+# it) for at least END_SOFT_MIN_MM, and not air padding outside the grid (clipped to -200).
+END_BONE_HU = 110.0
+END_SOFT_MIN_MM = 6.0
+OUTSIDE_SCAN_HU = -150.0
 EXTEND_MM = 20.0  # the frame is extrapolated this far past the canal's ends to find end discs
 
 
@@ -111,12 +131,16 @@ def disc_profile(
     endplates: the body's front is found on a running mean of the midline over ~60 mm.
     """
     clipped = np.clip(straight_hu, *PROFILE_CLIP_HU)
+    # Cement (and its partial-volume rim) fills much of a treated body's core: left in, its
+    # edges look like endplates. It is left out of the percentile.
+    dense = ndimage.binary_dilation(straight_hu >= CEMENT_MIN_HU, iterations=1)
+    profiled = np.where(dense, np.nan, clipped)
     u0 = int(np.argmin(np.abs(u_mm)))
     midline = ndimage.uniform_filter1d(
         clipped[:, max(u0 - 2, 0) : u0 + 3].mean(axis=1), CORE_WINDOW_SLICES, axis=0, mode="nearest"
     )
     start = int(np.searchsorted(v_mm, PATCH_ANTERIOR_MM[0]))
-    out = np.empty(len(straight_hu))
+    out = np.empty((len(straight_hu), PROFILE_BANDS))
     depth_mm = np.empty(len(straight_hu))
     for i in range(len(straight_hu)):
         ray = midline[i, start:]
@@ -127,16 +151,31 @@ def disc_profile(
         depth = (below[0] + 3) if len(below) else len(ray)
         stop = start + max(int(depth) - CORE_CORTEX_MARGIN, 3)
         half = max(2, min(int(PATCH_HALF_WIDTH_MM / 2), int(0.4 * depth)))
-        patch = clipped[i, u0 - half : u0 + half + 1, start:stop]
-        out[i] = np.percentile(patch, PROFILE_PERCENTILE)
+        edges = np.linspace(start, stop, PROFILE_BANDS + 1).round().astype(int)
+        for band in range(PROFILE_BANDS):
+            lo, hi = edges[band], max(edges[band + 1], edges[band] + 1)
+            patch = profiled[i, u0 - half : u0 + half + 1, lo:hi]
+            kept = patch[~np.isnan(patch)]
+            out[i, band] = (
+                np.percentile(kept, PROFILE_PERCENTILE) if kept.size >= 0.2 * patch.size else np.nan
+            )
         depth_mm[i] = v_mm[min(start + int(depth), len(v_mm) - 1)]
+    for band in range(PROFILE_BANDS):
+        column = out[:, band]
+        missing = np.isnan(column)
+        if missing.all():
+            column[:] = PROFILE_CLIP_HU[0]
+        elif missing.any():  # a slice (nearly) filled with cement: the neighbours' value
+            column[missing] = np.interp(
+                np.flatnonzero(missing), np.flatnonzero(~missing), column[~missing]
+            )
     depth_mm = ndimage.median_filter(depth_mm, CORE_WINDOW_SLICES, mode="nearest")
     period_mm = np.clip(PERIOD_PER_DEPTH * depth_mm, *PERIOD_RANGE_MM)
     return out, period_mm
 
 
 def _narrow_structure(
-    profile: np.ndarray, period_slices: np.ndarray, polarity: str = "both"
+    profile: np.ndarray, period_slices: np.ndarray, dark_weight: float = DARK_WEIGHTS[0]
 ) -> np.ndarray:
     """How much the profile stands out, up or down, over widths below a fraction of the local
     period: white plus black top-hat, then smoothing.
@@ -150,10 +189,8 @@ def _narrow_structure(
     sizes = np.clip(np.rint(TOPHAT_FRACTION_OF_PERIOD * period_slices), 2, None).astype(int)
     for size in np.unique(sizes):
         tophat = np.zeros_like(profile)
-        if polarity in ("both", "bright"):
-            tophat += ndimage.white_tophat(profile, size=int(size), mode="nearest")
-        if polarity in ("both", "dark"):
-            tophat += DARK_WEIGHT * ndimage.black_tophat(profile, size=int(size), mode="nearest")
+        tophat += ndimage.white_tophat(profile, size=int(size), mode="nearest")
+        tophat += dark_weight * ndimage.black_tophat(profile, size=int(size), mode="nearest")
         sigma = max(0.7, SMOOTHING_FRACTION_OF_PERIOD * float(size) / TOPHAT_FRACTION_OF_PERIOD)
         smooth = ndimage.gaussian_filter1d(tophat, sigma, mode="nearest")
         out[sizes == size] = smooth[sizes == size]
@@ -184,6 +221,16 @@ def _pick_discs(
     pos = arc_mm[peaks]
     reward = PEAK_REWARD * np.minimum(prominence, 3.0) - 0.3
     n = len(peaks)
+
+    def bodies_in(i: int, j: int) -> int:
+        """How many bodies a link from peak i to peak j spans: one, or two when the disc
+        between them left no peak (a destroyed disc, a collapsed or cemented body)."""
+        gap = pos[j] - pos[i]
+        expected = prior_mm[(peaks[i] + peaks[j]) // 2]
+        if gap > MISSED_DISC_RATIO * expected and gap / 2 >= PERIOD_RANGE_MM[0]:
+            return 2
+        return 1
+
     # state: (last peak j, previous peak i) -> best score; i = -1 when j is the first.
     best: dict[tuple[int, int], float] = {}
     back: dict[tuple[int, int], tuple[int, int] | None] = {}
@@ -191,7 +238,8 @@ def _pick_discs(
         best[(j, -1)] = reward[j]
         back[(j, -1)] = None
         for i in range(j):
-            gap = pos[j] - pos[i]
+            count = bodies_in(i, j)
+            gap = (pos[j] - pos[i]) / count
             if not PERIOD_RANGE_MM[0] <= gap <= PERIOD_RANGE_MM[1]:
                 continue
             candidates = [(k, h) for (k, h) in best if k == i]
@@ -200,8 +248,9 @@ def _pick_discs(
             for state in candidates:
                 h = state[1]
                 cost = PRIOR_COST * float(np.log(gap / expected)) ** 2
+                cost += MISSED_DISC_COST * (count - 1)
                 if h >= 0:
-                    ratio = np.log(gap / (pos[i] - pos[h]))
+                    ratio = np.log(gap / ((pos[i] - pos[h]) / bodies_in(h, i)))
                     cost += IRREGULARITY_COST * ratio**2
                     if abs(ratio) > np.log(MAX_PERIOD_RATIO):
                         cost += MISSING_DISC_COST
@@ -214,28 +263,42 @@ def _pick_discs(
     score = best[key] if key is not None else 0.0
     chain: list[int] = []
     while key is not None:
-        chain.append(int(peaks[key[0]]))
+        j, i = key
+        chain.append(int(peaks[j]))
+        if i >= 0 and bodies_in(i, j) == 2:  # the missed disc, half-way
+            chain.append(int(round(0.5 * (peaks[i] + peaks[j]))))
         key = back[key]
     return sorted(chain), float(score)
 
 
 def find_discs(
     straight_hu: np.ndarray, frame: SpineFrame, u_mm: np.ndarray, v_mm: np.ndarray
-) -> list[int]:
+) -> tuple[list[int], np.ndarray]:
     """Disc positions (frame slice indices, caudal first as the frame runs) in two passes:
-    the first with the default period, the second with the period the first one measured."""
+    the first with the default period, the second with the period the first one measured;
+    and the core's brightness profile (mean over its bands)."""
     profile, prior_mm = disc_profile(straight_hu, u_mm, v_mm)
     step_mm = frame.step_mm
     valid = frame.has_bone
     arc_mm = np.concatenate([[0.0], np.cumsum(step_mm[:-1])])
     best_discs: list[int] = []
     best_quality = -np.inf
-    for polarity in POLARITIES:
+    for dark_weight in DARK_WEIGHTS:
         period = prior_mm / step_mm
         discs: list[int] = []
         score = 0.0
         for _ in range(2):
-            feature = _narrow_structure(profile, period, polarity)
+            feature = np.mean(
+                [
+                    ndimage.maximum_filter1d(
+                        _narrow_structure(profile[:, band], period, dark_weight),
+                        BAND_SHIFT_SLICES,
+                        mode="nearest",
+                    )
+                    for band in range(profile.shape[1])
+                ],
+                axis=0,
+            )
             discs, score = _pick_discs(feature, step_mm, valid, prior_mm)
             if len(discs) < 3:
                 break
@@ -246,7 +309,24 @@ def find_discs(
         quality = score / max(len(discs), 1)
         if quality > best_quality:
             best_discs, best_quality = discs, quality
-    return best_discs
+    return best_discs, profile.mean(axis=1)
+
+
+def _bone_end(profile: np.ndarray, disc: int, edge: int, step_mm: np.ndarray) -> float | None:
+    """The frame position where the body beyond ``disc`` (towards ``edge``) ends, when the
+    profile there turns to soft tissue for good before the scan's edge; else None."""
+    direction = 1 if edge > disc else -1
+    span = np.arange(disc + direction, edge + direction, direction)
+    if len(span) == 0:
+        return None
+    soft = (profile[span] > OUTSIDE_SCAN_HU) & (profile[span] < END_BONE_HU)
+    bone = np.flatnonzero(~soft)
+    last_bone = int(bone.max()) if len(bone) else -1
+    beyond = span[last_bone + 1 :]
+    if len(beyond) * float(np.median(step_mm)) < END_SOFT_MIN_MM or last_bone < 0:
+        return None
+    # every slice beyond must be soft tissue (not air outside the grid): the bone ended
+    return float(span[last_bone]) + 0.5 * direction
 
 
 # --- masks -----------------------------------------------------------------------------------
@@ -333,7 +413,7 @@ def find_vertebrae(
     frame = spine_frame(grid, centerline, extend_mm=EXTEND_MM)
     straight, u_mm, v_mm = straighten(grid.hu, frame)
     t1 = time.perf_counter()
-    disc_idx = find_discs(straight, frame, u_mm, v_mm)  # frame runs caudal -> cranial
+    disc_idx, profile = find_discs(straight, frame, u_mm, v_mm)  # frame: caudal -> cranial
     t2 = time.perf_counter()
     if len(disc_idx) < 1:
         return SpineResult((), (), {}, frame, (), ("no intervertebral disc found",))
@@ -353,6 +433,14 @@ def find_vertebrae(
     for disc_a, disc_b in itertools.pairwise(discs_cc):
         bounds.append((float(disc_a), float(disc_b), True))
     bounds.append((float(discs_cc[-1]), float(frame.first_in_grid), bool(whole_below)))
+    # Where the column's bone ends inside the scan (soft tissue, not the scan's edge, beyond
+    # it), the end body is whole and ends there, however short it is.
+    top_end = _bone_end(profile, discs_cc[0], frame.last_in_grid, frame.step_mm)
+    if top_end is not None:
+        bounds[0] = (top_end, bounds[0][1], True)
+    bottom_end = _bone_end(profile, discs_cc[-1], frame.first_in_grid, frame.step_mm)
+    if bottom_end is not None:
+        bounds[-1] = (bounds[-1][0], bottom_end, True)
     coords = spine_roi_coordinates(grid, frame)
     s_vox, u_vox, v_vox, roi = coords.s, coords.u_mm, coords.v_mm, coords.roi
     hu_roi = grid.hu[roi]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cementscan.clinical import KNOWN_SYMPTOMS, parse_symptoms
 from cementscan.pipeline import AnalysisOptions, analyze, write_outputs
 
 
@@ -22,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--series", metavar="UID", help="analyse only this DICOM series")
     symptoms = parser.add_mutually_exclusive_group()
     symptoms.add_argument(
-        "--symptoms", metavar="LIST", help="comma-separated, e.g. dyspnea,chest_pain,hemoptysis"
+        "--symptoms",
+        metavar="LIST",
+        help=f"comma-separated symptoms, from: {', '.join(KNOWN_SYMPTOMS)}",
     )
     symptoms.add_argument("--asymptomatic", action="store_true", help="the patient has no symptoms")
     parser.add_argument(
@@ -35,12 +38,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> AnalysisOptions:
-    symptoms: tuple[str, ...] | None = None
-    if args.asymptomatic:
-        symptoms = ()
-    elif args.symptoms:
-        symptoms = tuple(s.strip() for s in args.symptoms.split(",") if s.strip())
-    return AnalysisOptions(series_uid=args.series, anatomy=args.anatomy, symptoms=symptoms)
+    return AnalysisOptions(
+        series_uid=args.series,
+        anatomy=args.anatomy,
+        symptoms=parse_symptoms(args.symptoms, asymptomatic=args.asymptomatic),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
