@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,3 +38,27 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def staged_folder(out_dir: str | Path, published: list[Path] | None = None) -> Iterator[Path]:
+    """Yield an empty staging folder inside ``out_dir``; when the block ends without error,
+    move everything in it into ``out_dir`` (a folder replaces a previous folder of that name)
+    and append the paths to ``published``; on error nothing reaches ``out_dir``.
+
+    >>> with staged_folder("out", written) as staging:  # doctest: +SKIP
+    ...     (staging / "findings.json").write_text("{}")
+    """
+    out = Path(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=".cementscan-", dir=out))
+    try:
+        yield staging
+        for entry in sorted(staging.iterdir()):
+            target = out / entry.name
+            if entry.is_dir() and target.is_dir():
+                shutil.rmtree(target)
+            entry.replace(target)
+            if published is not None:
+                published.append(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

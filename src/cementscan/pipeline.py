@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from cementscan import __version__
 from cementscan.anatomy import Anatomy, compute_anatomy
+from cementscan.atomic import staged_folder
 from cementscan.cement import find_candidates
 from cementscan.classify import findings_from_candidates
 from cementscan.clinical import suggest_management
@@ -26,10 +25,10 @@ from cementscan.findings import (
     write_findings,
 )
 from cementscan.io import CTVolume, Study, load_study, write_labels
+from cementscan.report import DEFAULT_FORMATS, write_formats
 from cementscan.summary import summarise
 
 ANATOMY_MODES = ("classical", "none")
-DEFAULT_FORMATS = ("json", "labels")
 PLACEHOLDER_WARNINGS = (
     "detection is a density threshold only (seeds >= 1800 HU grown to >= 1200 HU): every dense "
     "component is listed as category 'other', including contrast, metal and cortical bone; "
@@ -180,11 +179,17 @@ def label_file_names(count: int) -> list[str]:
     return [f"cement_labels_{n}.nii.gz" for n in range(count)]
 
 
-def write_outputs(result: Result, out_dir: str | Path) -> list[Path]:
-    """Write findings.json and the cement label maps into ``out_dir``, all or nothing.
+def write_outputs(
+    result: Result,
+    out_dir: str | Path,
+    formats: Sequence[str] = DEFAULT_FORMATS,
+    *,
+    show_identifiers: bool = False,
+) -> list[Path]:
+    """Write findings.json, the cement label maps and the report formats into ``out_dir``.
 
-    Files are written into a staging folder inside ``out_dir`` and renamed into place only
-    when every one of them was written; an input file is never overwritten.
+    Everything is written into a staging folder inside ``out_dir`` and renamed into place only
+    when all of it was written; an input file is never overwritten.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -193,23 +198,27 @@ def write_outputs(result: Result, out_dir: str | Path) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create the output folder ({exc.strerror})", out) from None
-    names = ["findings.json", *label_file_names(len(result.label_maps))]
+    label_names = label_file_names(len(result.label_maps))
     inputs = {Path(v.source.path).resolve() for v in result.study.volumes}
-    for name in names:
+    for name in ["findings.json", *label_names]:
         if (out / name).resolve() in inputs:
             raise InputError(f"writing {name} would overwrite an input; choose another --out", out)
 
-    staging = Path(tempfile.mkdtemp(prefix=".cementscan-", dir=out))
-    try:
-        write_findings(result.document, staging / "findings.json")
+    written: list[Path] = []
+    with staged_folder(out, written) as staging:
         for name, labels, volume in zip(
-            names[1:], result.label_maps, result.study.volumes, strict=True
+            label_names, result.label_maps, result.study.volumes, strict=True
         ):
             write_labels(labels, volume, staging / name)
-        written = []
-        for name in names:
-            (staging / name).replace(out / name)
-            written.append(out / name)
-        return written
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        clock = time.perf_counter()
+        write_formats(
+            staging,
+            result.document.to_dict(),
+            result.label_maps,
+            result.study.volumes,
+            formats,
+            show_identifiers=show_identifiers,
+        )
+        timings = {**result.document.timings_s, "report": round(time.perf_counter() - clock, 3)}
+        write_findings(replace(result.document, timings_s=timings), staging / "findings.json")
+    return written

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cementscan.clinical import KNOWN_SYMPTOMS, parse_symptoms
 from cementscan.pipeline import AnalysisOptions, analyze, write_outputs
+from cementscan.report import DEFAULT_FORMATS, FORMATS, parse_formats
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="classical|none|DIR",
         help="anatomy source: classical (default), none, or a folder of TotalSegmentator masks",
     )
+    add_report_arguments(parser)
     parser.set_defaults(run=run)
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """--formats and --show-identifiers, shared with ``cementscan report``."""
+    parser.add_argument(
+        "--formats",
+        metavar="LIST",
+        help=f"outputs to write: comma-separated from {', '.join(FORMATS)}; '+pdf' adds to the "
+        f"defaults ({', '.join(DEFAULT_FORMATS)}; DICOM only for DICOM input)",
+    )
+    parser.add_argument(
+        "--show-identifiers",
+        action="store_true",
+        help="show patient name, ID and dates in report.html/pdf (de-identified by default)",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> AnalysisOptions:
@@ -42,12 +59,16 @@ def options_from_args(args: argparse.Namespace) -> AnalysisOptions:
         series_uid=args.series,
         anatomy=args.anatomy,
         symptoms=parse_symptoms(args.symptoms, asymptomatic=args.asymptomatic),
+        formats=parse_formats(args.formats),
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    result = analyze(args.inputs, options_from_args(args))
-    written = write_outputs(result, Path(args.out))
+    options = options_from_args(args)
+    result = analyze(args.inputs, options)
+    written = write_outputs(
+        result, Path(args.out), options.formats, show_identifiers=args.show_identifiers
+    )
     document = result.document
     print(f"{len(document.findings)} finding(s) in {len(document.inputs)} series")
     for warning in document.warnings:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
+from cementscan.atomic import staged_folder
 from cementscan.errors import InputError
 from cementscan.io import load_volume, write_labels
 
@@ -41,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("output path exists and is not a folder", out)
     out.mkdir(parents=True, exist_ok=True)
     labels, names = label_map(anatomy)
-    staging = Path(tempfile.mkdtemp(prefix=".cementscan-", dir=out))
-    try:
+    written: list[Path] = []
+    with staged_folder(out, written) as staging:
         write_json_atomic(anatomy_json(anatomy), staging / "anatomy.json")
         write_labels(
             labels_to_volume(labels, anatomy.grid, volume),
@@ -52,11 +51,8 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic({str(k): v for k, v in names.items()}, staging / "anatomy_labels.json")
         if not args.no_png:
             write_overview_png(anatomy, staging / "anatomy_overview.png")
-        for path in sorted(staging.iterdir()):
-            path.replace(out / path.name)
-            print(f"wrote {out / path.name}")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    for path in written:
+        print(f"wrote {path}")
     print(
         f"levels from {anatomy.level_anchor} (confidence {anatomy.level_confidence:.2f}): "
         + (", ".join(v.level or "?" for v in anatomy.vertebrae) or "none")

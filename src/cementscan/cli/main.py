@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from cementscan import __version__
-from cementscan.cli import analyze, anatomy, demo, info, insert, phantom
+from cementscan.cli import analyze, anatomy, demo, info, insert, phantom, report
 from cementscan.errors import CementscanError, InputError
 
-COMMANDS = (analyze, anatomy, info, phantom, insert, demo)
+COMMANDS = (analyze, report, anatomy, info, phantom, insert, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

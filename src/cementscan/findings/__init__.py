@@ -3,6 +3,7 @@
 from cementscan.findings.io import (
     findings_schema,
     read_findings,
+    summary_from_dict,
     validate_findings,
     write_findings,
     write_json_atomic,
@@ -38,6 +39,7 @@ __all__ = [
     "TreatedLevel",
     "findings_schema",
     "read_findings",
+    "summary_from_dict",
     "validate_findings",
     "write_findings",
     "write_json_atomic",

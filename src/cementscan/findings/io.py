@@ -12,7 +12,14 @@ import jsonschema
 
 from cementscan.atomic import atomic_path
 from cementscan.errors import InputError
-from cementscan.findings.model import FindingsDocument
+from cementscan.findings.model import (
+    FindingsDocument,
+    IvcSummary,
+    PceSummary,
+    RegionSummary,
+    Summary,
+    TreatedLevel,
+)
 
 SCHEMA_RESOURCE = "findings-1.schema.json"
 
@@ -58,3 +65,15 @@ def read_findings(path: str | Path) -> dict[str, Any]:
             f"not a valid {data.get('schema', 'findings')} file: {exc.message}", path
         ) from None
     return dict(data)
+
+
+def summary_from_dict(data: dict[str, Any]) -> Summary:
+    """The Summary dataclass of a (validated) findings.json ``summary`` block."""
+    return Summary(
+        treated_levels=tuple(TreatedLevel(**t) for t in data["treated_levels"]),
+        leak_present=bool(data["leak_present"]),
+        leaks={str(k): int(v) for k, v in data["leaks"].items()},
+        ivc=IvcSummary(**data["ivc"]),
+        right_heart=RegionSummary(**data["right_heart"]),
+        pce=PceSummary(**data["pce"]),
+    )

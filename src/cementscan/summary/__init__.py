@@ -1,5 +1,5 @@
 """Summary stage: the Findings of every series of a study -> one per-study summary."""
 
-from cementscan.summary.study import summarise
+from cementscan.summary.study import SeriesCoverage, duplicates, series_coverage, summarise
 
-__all__ = ["summarise"]
+__all__ = ["SeriesCoverage", "duplicates", "series_coverage", "summarise"]
