@@ -35,12 +35,14 @@ SACRUM_ALA_REACH_MM = 70.0  # alae + iliac bones reach far beyond L5's transvers
 SACRUM_MIN_FRACTION = 0.3  # of a body's slices that must show the alae
 SACRUM_SEED_ANTERIOR_MM = (3.0, 40.0)  # the body, in front of the canal's centre
 SACRUM_SEED_HALF_WIDTH_MM = 12.0
+MIN_RIB_BODIES_ABOVE_S1 = 5  # L1 (a 13th rib) is 5 bodies above S1; L2 and below bear none
 # --- confidence ------------------------------------------------------------------------------
 CONFIDENCE_SINGLE = {"sacrum": 0.8, "last_rib": 0.7, "first_rib": 0.6}
 CONFIDENCE_AGREE = 0.95
 CONFIDENCE_CONFLICT = 0.4  # anchors disagree: a variant (11/13 ribs, transitional vertebra)
 CONFIDENCE_NONE = 0.0
 ANCHOR_PRIORITY = ("sacrum", "last_rib", "first_rib")
+NORMAL_LUMBAR_COUNT = 5
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,14 +197,31 @@ def assign_levels(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> Level
     sacral = _sacral_bodies(grid, body, spine)
     anchors: dict[str, int] = {}  # anchor -> index of the body it names
     # Sacrum: the most cranial of a run of sacral bodies reaching the caudal end; L5 above it.
-    if sacral and sacral[-1]:
-        top = n_bodies - 1
+    # (A partial segment below it, cut by the scan's edge or the coccyx, does not count.)
+    bottom = n_bodies - 1
+    if bottom > 0 and not spine.bodies[bottom].complete and not sacral[bottom]:
+        bottom -= 1
+    if sacral and sacral[bottom]:
+        top = bottom
         while top > 0 and sacral[top - 1]:
             top -= 1
         if top >= 1:
             anchors["sacrum"] = top - 1  # L5
-            if n_bodies - top > 1:
+            if bottom - top + 1 > 1:
                 warnings.append("more than one body fused with the alae: transitional vertebra?")
+    if "sacrum" in anchors:
+        # L1 lies 5 bodies above S1 and carries a rib only as a variant (13 pairs); lower
+        # bodies never do: bone reaching out beside them is something else (an enhancing kidney
+        # against a transverse process, a calcified vessel, cement in a vein).
+        s1 = anchors["sacrum"] + 1
+        too_low = [n for n, r in enumerate(has_ribs) if r and s1 - n < MIN_RIB_BODIES_ABOVE_S1]
+        for n in too_low:
+            has_ribs[n] = False
+        if too_low:
+            warnings.append(
+                f"bone reaching out like a rib beside bodies {too_low}, fewer than "
+                f"{MIN_RIB_BODIES_ABOVE_S1} above the sacrum: not counted as ribs"
+            )
     rib_idx = [n for n, r in enumerate(has_ribs) if r]
     if rib_idx:
         last, first = max(rib_idx), min(rib_idx)
@@ -233,6 +252,10 @@ def assign_levels(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> Level
     disagreeing = [a for a in base_of if base_of[a] != base_of[chosen]]
     if disagreeing:
         confidence = CONFIDENCE_CONFLICT
+        if "sacrum" in anchors and "last_rib" in anchors:
+            lumbar = anchors["sacrum"] - anchors["last_rib"]  # bodies below T12 down to L5
+            if lumbar != NORMAL_LUMBAR_COUNT:
+                warnings.append(_lumbar_count_warning(lumbar))
         for other in disagreeing:
             shift = base_of[other] - base_of[chosen]
             warnings.append(
@@ -257,6 +280,19 @@ def assign_levels(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> Level
         {a: LEVEL_NAMES[b] if 0 <= b < len(LEVEL_NAMES) else "?" for a, b in base_of.items()},
         _vertebrae(spine, levels, has_ribs), tuple(warnings),
     )  # fmt: skip
+
+
+def _lumbar_count_warning(lumbar: int) -> str:
+    """Name the variants that put ``lumbar`` bodies between the last rib-bearing one and the
+    sacrum (5 normally)."""
+    if lumbar < NORMAL_LUMBAR_COUNT:
+        likely = "13 rib pairs (ribs on L1) or a sacralised L5"
+    else:
+        likely = "11 rib pairs (no rib on T12) or a lumbarised S1"
+    return (
+        f"{lumbar} bodies between the last rib-bearing one and the sacrum "
+        f"({NORMAL_LUMBAR_COUNT} expected): likely {likely}"
+    )
 
 
 def _vertebrae(

@@ -17,6 +17,10 @@ from cementscan.anatomy.spine import SpineFrame, spine_frame, spine_roi_coordina
 # perpendicular to the canal, anterior of the canal (which has a radius of ~6-10 mm).
 PATCH_ANTERIOR_MM = (6.0, 40.0)
 PATCH_HALF_WIDTH_MM = 14.0
+CANAL_FRONT_SEARCH_MM = 2.0  # the body's back is looked for from here forwards ...
+BODY_BACK_HU = 150.0  # ... as the first bone on the midline (smoothed over ~60 mm)
+BODY_BACK_MAX_SHIFT_MM = 12.0  # beyond PATCH_ANTERIOR_MM[0]: a wide canal, not a missing body
+CORE_SAMPLE_MM = 20.0  # the body's own brightness: the median over this depth behind its back
 PROFILE_CLIP_HU = (-200.0, 600.0)  # cement (1200-3000 HU) must not make a treated body a "disc"
 PROFILE_PERCENTILE = 80.0
 # The core is profiled in bands from back to front: an endplate tilted against the frame
@@ -53,6 +57,21 @@ MISSING_DISC_COST = 1.0  # beyond MAX_PERIOD_RATIO: likely a missed or a spuriou
 # It is bridged at a cost, with a disc placed half-way, instead of breaking the chain.
 MISSED_DISC_RATIO = 1.6
 MISSED_DISC_COST = 1.5
+# Endplate peaks either side of one unresolved disc lie closer than this fraction of the period.
+PAIR_FRACTION = 0.45
+# The second cue: the bony ring around the canal closes once per vertebra, at the pedicles,
+# and opens between them at the foramina (the disc's level). Bone is counted beside the canal,
+# from just outside its lateral wall outwards, at the depth of the canal's anterior half, where
+# pedicles and foramina alternate (the facet joints lie behind, the rib heads further out).
+RING_BONE_HU = 200.0
+RING_LATERAL_MM = (1.0, 11.0)  # beyond the canal's lateral radius
+RING_AP_MM = (-1.0, 0.0)  # from just behind the canal's centre to its front (+ its radius)
+RING_MIN_PROMINENCE = 0.15  # of the bone fraction: a pedicle's peak over a foramen's trough
+RING_MIN_DISTANCE = 0.6  # of the depth-expected period: closer peaks are one pedicle's
+RING_RATIO_RANGE = (0.6, 1.7)  # pedicle spacings this far from the depth-expected period ...
+RING_MIN_REGULAR = 0.7  # ... in this share of them: the ring is read; otherwise it is not used
+RING_MIN_PEAKS = 4
+PEDICLE_COST = 2.0  # per pedicle too many (merged bodies) or missing (a split body) in a link
 # --- body, disc and canal masks ---------------------------------------------------------------
 BODY_EDGE_FRACTION = 0.5  # body edge: half-way between soft tissue and the body's own HU
 SOFT_TISSUE_HU = 40.0
@@ -77,6 +96,9 @@ PARTIAL_MIN_FRACTION = 0.85  # an end segment at least this long of its neighbou
 END_BONE_HU = 110.0
 END_SOFT_MIN_MM = 6.0
 OUTSIDE_SCAN_HU = -150.0
+NOT_BONE_HU = 60.0  # fat, muscle, viscera; even fatty marrow is above
+SINGLE_BODY_MIN_RATIO = 0.75  # of the depth-expected period, for a lone disc-to-disc body
+BOTH_SIDES_FRACTION = 0.3  # of the period: a disc has bone this close on both sides
 EXTEND_MM = 20.0  # the frame is extrapolated this far past the canal's ends to find end discs
 
 
@@ -136,22 +158,39 @@ def disc_profile(
     dense = ndimage.binary_dilation(straight_hu >= CEMENT_MIN_HU, iterations=1)
     profiled = np.where(dense, np.nan, clipped)
     u0 = int(np.argmin(np.abs(u_mm)))
+    step = float(v_mm[1] - v_mm[0])
+    # The running mean leaves out slices beyond the scan's edge (air padding), which would make
+    # the end bodies look shallow.
+    central = clipped[:, max(u0 - 2, 0) : u0 + 3].mean(axis=1)
+    scanned = (central > OUTSIDE_SCAN_HU).astype(float)
+    weight = ndimage.uniform_filter1d(scanned, CORE_WINDOW_SLICES, axis=0, mode="nearest")
     midline = ndimage.uniform_filter1d(
-        clipped[:, max(u0 - 2, 0) : u0 + 3].mean(axis=1), CORE_WINDOW_SLICES, axis=0, mode="nearest"
-    )
+        central * scanned, CORE_WINDOW_SLICES, axis=0, mode="nearest"
+    ) / np.maximum(weight, 1e-3)
     start = int(np.searchsorted(v_mm, PATCH_ANTERIOR_MM[0]))
+    search = int(np.searchsorted(v_mm, CANAL_FRONT_SEARCH_MM))
     out = np.empty((len(straight_hu), PROFILE_BANDS))
     depth_mm = np.empty(len(straight_hu))
     for i in range(len(straight_hu)):
-        ray = midline[i, start:]
-        level = SOFT_TISSUE_HU + BODY_EDGE_FRACTION * (
-            max(float(ray[:6].max()), 150.0) - SOFT_TISSUE_HU
-        )
+        # The body's back: the first bone in front of the canal (the canal's radius varies
+        # between patients and levels; a fixed start would put CSF and epidural fat, or the
+        # posterior cortex, into the core's profile).
+        ray = midline[i, search:]
+        back = np.flatnonzero(ray >= BODY_BACK_HU)
+        first = int(back[0]) if len(back) else start - search
+        first = min(first, max(start - search, 0) + int(BODY_BACK_MAX_SHIFT_MM / step))
+        body_start = search + first + CORE_CORTEX_MARGIN // 2 + 1
+        ray = midline[i, body_start:]
+        # The front is where the body's own (core) brightness, not its cortex's, falls half-way
+        # to soft tissue.
+        interior = float(np.median(ray[: int(CORE_SAMPLE_MM / step)])) if len(ray) else 0.0
+        level = SOFT_TISSUE_HU + BODY_EDGE_FRACTION * (max(interior, 150.0) - SOFT_TISSUE_HU)
         below = np.flatnonzero(ray[3:] < level)
         depth = (below[0] + 3) if len(below) else len(ray)
-        stop = start + max(int(depth) - CORE_CORTEX_MARGIN, 3)
+        stop = body_start + max(int(depth) - CORE_CORTEX_MARGIN, 3)
+        depth += body_start - start  # from the patch's nominal start, as the period expects
         half = max(2, min(int(PATCH_HALF_WIDTH_MM / 2), int(0.4 * depth)))
-        edges = np.linspace(start, stop, PROFILE_BANDS + 1).round().astype(int)
+        edges = np.linspace(body_start, stop, PROFILE_BANDS + 1).round().astype(int)
         for band in range(PROFILE_BANDS):
             lo, hi = edges[band], max(edges[band + 1], edges[band] + 1)
             patch = profiled[i, u0 - half : u0 + half + 1, lo:hi]
@@ -169,6 +208,12 @@ def disc_profile(
             column[missing] = np.interp(
                 np.flatnonzero(missing), np.flatnonzero(~missing), column[~missing]
             )
+    # Beyond the scan's edge (the frame runs on past it) the depth is unknown, not small.
+    inside = clipped[:, u0, start:].max(axis=1) > OUTSIDE_SCAN_HU
+    if inside.any() and not inside.all():
+        depth_mm[~inside] = np.interp(
+            np.flatnonzero(~inside), np.flatnonzero(inside), depth_mm[inside]
+        )
     depth_mm = ndimage.median_filter(depth_mm, CORE_WINDOW_SLICES, mode="nearest")
     period_mm = np.clip(PERIOD_PER_DEPTH * depth_mm, *PERIOD_RANGE_MM)
     return out, period_mm
@@ -203,7 +248,12 @@ def _robust_scale(values: np.ndarray) -> float:
 
 
 def _pick_discs(
-    feature: np.ndarray, step_mm: np.ndarray, valid: np.ndarray, prior_mm: np.ndarray
+    feature: np.ndarray,
+    step_mm: np.ndarray,
+    valid: np.ndarray,
+    prior_mm: np.ndarray,
+    pedicles: np.ndarray | None = None,
+    column_ends: tuple[float | None, ...] = (),
 ) -> tuple[list[int], float]:
     """The chain of feature peaks that is strong and regularly spaced (dynamic programming),
     and its score.
@@ -217,9 +267,28 @@ def _pick_discs(
     if len(peaks) == 0:
         return [], 0.0
     prominence = signal.peak_prominences(feature, peaks)[0] / _robust_scale(feature)
+    reward = PEAK_REWARD * np.minimum(prominence, 3.0) - 0.3
+    # Two peaks close together may be the endplates either side of one disc that the slices
+    # do not resolve: their midpoint is a candidate too, as strong as the stronger of them.
+    if len(peaks) > 1:
+        close = np.diff(peaks) < PAIR_FRACTION * prior_mm[peaks[:-1]] / step_mm[peaks[:-1]]
+        pairs = np.flatnonzero(close)
+        mids = np.rint(0.5 * (peaks[pairs] + peaks[pairs + 1])).astype(int)
+        fresh = ~np.isin(mids, peaks)
+        peaks = np.concatenate([peaks, mids[fresh]])
+        reward = np.concatenate([reward, np.maximum(reward[pairs], reward[pairs + 1])[fresh]])
+    # The column's ends inside the scan close its end bodies like a disc: the chain may run to
+    # them (bridging a disc that left no peak) at no reward; they are not discs themselves.
+    virtual = np.zeros(len(peaks), bool)
+    for end in column_ends:
+        if end is not None and not np.any(np.abs(peaks - end) < 1):
+            peaks = np.append(peaks, int(round(end)))
+            reward = np.append(reward, 0.0)
+            virtual = np.append(virtual, True)
+    order = np.argsort(peaks, kind="stable")
+    peaks, reward, virtual = peaks[order], reward[order], virtual[order]
     arc_mm = np.concatenate([[0.0], np.cumsum(step_mm[:-1])])
     pos = arc_mm[peaks]
-    reward = PEAK_REWARD * np.minimum(prominence, 3.0) - 0.3
     n = len(peaks)
 
     def bodies_in(i: int, j: int) -> int:
@@ -231,23 +300,51 @@ def _pick_discs(
             return 2
         return 1
 
+    ped = np.zeros(0, int) if pedicles is None else np.asarray(pedicles)
+
+    def pedicle_cost(i: int, j: int, count: int) -> float:
+        """A body holds one pair of pedicles: a link that holds more merges bodies, one that
+        holds none (where the ring is seen on both sides of it) splits one."""
+        if len(ped) == 0:
+            return 0.0
+        inside = int(np.sum((ped > peaks[i]) & (ped < peaks[j])))
+        if inside > count:
+            return PEDICLE_COST * (inside - count)
+        if inside < count and peaks[i] > ped[0] and peaks[j] < ped[-1]:
+            return PEDICLE_COST * (count - inside)
+        return 0.0
+
+    # A pedicle within half a period of the frame's ends may belong to a body the scan cuts.
+    half = 0.5 * prior_mm[ped] / step_mm[ped] if len(ped) else np.zeros(0)
+    inner = (ped >= half) & (ped <= len(feature) - 1 - half)
+
+    def end_cost(beyond: np.ndarray) -> float:
+        """The segment beyond the chain's end holds one body (or part of one): more pedicles
+        there mean a disc was left out."""
+        return PEDICLE_COST * max(int(np.sum(beyond & inner)) - 1, 0)
+
     # state: (last peak j, previous peak i) -> best score; i = -1 when j is the first.
     best: dict[tuple[int, int], float] = {}
     back: dict[tuple[int, int], tuple[int, int] | None] = {}
+    # Where the pedicles are read, the chain spans them: it starts below the third and ends
+    # above the last but two (a weak disc there is kept rather than the chain cut short).
+    spanning = len(ped) >= RING_MIN_PEAKS
     for j in range(n):
-        best[(j, -1)] = reward[j]
-        back[(j, -1)] = None
+        if not spanning or peaks[j] < ped[2]:
+            best[(j, -1)] = reward[j] - end_cost(ped < peaks[j])
+            back[(j, -1)] = None
         for i in range(j):
             count = bodies_in(i, j)
             gap = (pos[j] - pos[i]) / count
             if not PERIOD_RANGE_MM[0] <= gap <= PERIOD_RANGE_MM[1]:
                 continue
             candidates = [(k, h) for (k, h) in best if k == i]
+            ring_cost = pedicle_cost(i, j, count)
             top, arg = -np.inf, None
             expected = prior_mm[(peaks[i] + peaks[j]) // 2]
             for state in candidates:
                 h = state[1]
-                cost = PRIOR_COST * float(np.log(gap / expected)) ** 2
+                cost = PRIOR_COST * float(np.log(gap / expected)) ** 2 + ring_cost
                 cost += MISSED_DISC_COST * (count - 1)
                 if h >= 0:
                     ratio = np.log(gap / ((pos[i] - pos[h]) / bodies_in(h, i)))
@@ -259,30 +356,95 @@ def _pick_discs(
             if arg is not None:
                 best[(j, i)] = top + reward[j]
                 back[(j, i)] = arg
-    key: tuple[int, int] | None = max(best, key=lambda k: best[k])
-    score = best[key] if key is not None else 0.0
+    ends = [k for k in best if not spanning or peaks[k[0]] > ped[-3]]
+    if not ends:
+        if spanning:
+            return _pick_discs(feature, step_mm, valid, prior_mm, None, column_ends)
+        return [], 0.0
+    final = {k: best[k] - end_cost(ped > peaks[k[0]]) for k in ends}
+    key: tuple[int, int] | None = max(final, key=lambda k: final[k])
+    score = final[key] if key is not None else 0.0
     chain: list[int] = []
     while key is not None:
         j, i = key
-        chain.append(int(peaks[j]))
+        if not virtual[j]:
+            chain.append(int(peaks[j]))
         if i >= 0 and bodies_in(i, j) == 2:  # the missed disc, half-way
             chain.append(int(round(0.5 * (peaks[i] + peaks[j]))))
         key = back[key]
     return sorted(chain), float(score)
 
 
+def ring_closure(
+    straight_hu: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray, radii: np.ndarray
+) -> np.ndarray:
+    """Per frame slice, the fraction of bone beside the canal at the pedicles' depth: high at
+    the pedicles (once per vertebra), low at the foramina."""
+    lateral = float(np.median(radii[:, 0]))
+    front = float(np.median(radii[:, CANAL_RAYS // 4]))
+    side = np.abs(u_mm)[:, None]
+    box = (
+        (side >= lateral + RING_LATERAL_MM[0])
+        & (side <= lateral + RING_LATERAL_MM[1])
+        & (v_mm[None, :] >= RING_AP_MM[0])
+        & (v_mm[None, :] <= front + RING_AP_MM[1])
+    )
+    if not box.any():
+        return np.zeros(len(straight_hu))
+    closed = (straight_hu[:, box] >= RING_BONE_HU).mean(axis=1)
+    return ndimage.gaussian_filter1d(closed, 1.0, mode="nearest")
+
+
+def ring_peaks(ring: np.ndarray, step_mm: np.ndarray, prior_mm: np.ndarray) -> np.ndarray:
+    """Frame slices of the pedicles (the ring's closures), one per vertebra; empty when the ring
+    does not show a regular sequence of them."""
+    step = float(np.median(step_mm))
+    distance = max(2, int(RING_MIN_DISTANCE * float(np.median(prior_mm)) / step))
+    peaks, _ = signal.find_peaks(ring, prominence=RING_MIN_PROMINENCE, distance=distance)
+    if len(peaks) < RING_MIN_PEAKS:
+        return np.zeros(0, int)
+    arc_mm = np.concatenate([[0.0], np.cumsum(step_mm[:-1])])
+    gaps = np.diff(arc_mm[peaks])
+    expected = prior_mm[(peaks[1:] + peaks[:-1]) // 2]
+    ratio = gaps / expected
+    regular = (ratio >= RING_RATIO_RANGE[0]) & (ratio <= RING_RATIO_RANGE[1])
+    if regular.mean() < RING_MIN_REGULAR:
+        return np.zeros(0, int)
+    return np.asarray(peaks)
+
+
 def find_discs(
-    straight_hu: np.ndarray, frame: SpineFrame, u_mm: np.ndarray, v_mm: np.ndarray
+    straight_hu: np.ndarray,
+    frame: SpineFrame,
+    u_mm: np.ndarray,
+    v_mm: np.ndarray,
+    radii: np.ndarray | None = None,
 ) -> tuple[list[int], np.ndarray]:
     """Disc positions (frame slice indices, caudal first as the frame runs) in two passes:
     the first with the default period, the second with the period the first one measured;
-    and the core's brightness profile (mean over its bands)."""
+    and the core's brightness profile (mean over its bands).
+
+    With the canal's ``radii`` the pedicles are read too (the bony ring beside the canal closes
+    once per vertebra): a chain whose bodies hold two pedicles (merged) or none (split) pays
+    for it, and the chain spans the pedicles' run.
+    """
     profile, prior_mm = disc_profile(straight_hu, u_mm, v_mm)
+    pedicles = np.zeros(0, int)
+    if radii is not None:
+        ring = ring_closure(straight_hu, u_mm, v_mm, radii)
+        pedicles = ring_peaks(ring, frame.step_mm, prior_mm)
     step_mm = frame.step_mm
-    valid = frame.has_bone
+    mean_profile = profile.mean(axis=1)
+    valid = frame.has_bone & _bone_both_sides(mean_profile, prior_mm / step_mm)
+    middle = len(mean_profile) // 2
+    column_ends = (
+        _bone_end(mean_profile, middle, 0, step_mm, frame.inner_range),
+        _bone_end(mean_profile, middle, len(mean_profile) - 1, step_mm, frame.inner_range),
+    )
     arc_mm = np.concatenate([[0.0], np.cumsum(step_mm[:-1])])
     best_discs: list[int] = []
     best_quality = -np.inf
+    best_feature = np.zeros(len(mean_profile))
     for dark_weight in DARK_WEIGHTS:
         period = prior_mm / step_mm
         discs: list[int] = []
@@ -299,7 +461,7 @@ def find_discs(
                 ],
                 axis=0,
             )
-            discs, score = _pick_discs(feature, step_mm, valid, prior_mm)
+            discs, score = _pick_discs(feature, step_mm, valid, prior_mm, pedicles, column_ends)
             if len(discs) < 3:
                 break
             mids = 0.5 * (arc_mm[discs[1:]] + arc_mm[discs[:-1]])
@@ -308,13 +470,42 @@ def find_discs(
         # Score per disc: how strong and regular the chain is, not how long.
         quality = score / max(len(discs), 1)
         if quality > best_quality:
-            best_discs, best_quality = discs, quality
-    return best_discs, profile.mean(axis=1)
+            best_discs, best_quality, best_feature = discs, quality, feature
+    if len(best_discs) == 2:
+        # A single body between two discs has no neighbour to vouch for it: unless it is about
+        # as tall as its depth predicts, one of the two is an endplate, not a disc.
+        low, high = best_discs
+        if arc_mm[high] - arc_mm[low] < SINGLE_BODY_MIN_RATIO * prior_mm[(low + high) // 2]:
+            best_discs = [low if best_feature[low] >= best_feature[high] else high]
+    return best_discs, mean_profile
 
 
-def _bone_end(profile: np.ndarray, disc: int, edge: int, step_mm: np.ndarray) -> float | None:
+def _bone_both_sides(profile: np.ndarray, period_slices: np.ndarray) -> np.ndarray:
+    """Per slice: is there bone (not soft tissue) on both sides within a fraction of the period?
+    A disc lies between two bodies; the column's end (bone, then soft tissue) is not a disc.
+    Beyond the scan's edge (air padding) nothing is known, and nothing is excluded."""
+    n = len(profile)
+    out = np.ones(n, bool)
+    for i in range(n):
+        w = max(2, int(round(BOTH_SIDES_FRACTION * period_slices[i])))
+        for side in (profile[i + 2 : i + 2 + w], profile[max(i - 1 - w, 0) : max(i - 1, 0)]):
+            seen = side[side > OUTSIDE_SCAN_HU]
+            if len(seen) >= 2 and np.median(seen) < NOT_BONE_HU:
+                out[i] = False
+    return out
+
+
+def _bone_end(
+    profile: np.ndarray,
+    disc: int,
+    edge: int,
+    step_mm: np.ndarray,
+    canal: tuple[int, int] | None = None,
+) -> float | None:
     """The frame position where the body beyond ``disc`` (towards ``edge``) ends, when the
-    profile there turns to soft tissue for good before the scan's edge; else None."""
+    profile there turns to soft tissue for good before the scan's edge (and, given the frame
+    slices ``canal`` where the canal was found, the canal ends there too: a dim osteoporotic
+    body at the scan's edge is not the column's end); else None."""
     direction = 1 if edge > disc else -1
     span = np.arange(disc + direction, edge + direction, direction)
     if len(span) == 0:
@@ -324,6 +515,8 @@ def _bone_end(profile: np.ndarray, disc: int, edge: int, step_mm: np.ndarray) ->
     last_bone = int(bone.max()) if len(bone) else -1
     beyond = span[last_bone + 1 :]
     if len(beyond) * float(np.median(step_mm)) < END_SOFT_MIN_MM or last_bone < 0:
+        return None
+    if canal is not None and not np.any((beyond < canal[0]) | (beyond > canal[1])):
         return None
     # every slice beyond must be soft tissue (not air outside the grid): the bone ended
     return float(span[last_bone]) + 0.5 * direction
@@ -413,7 +606,8 @@ def find_vertebrae(
     frame = spine_frame(grid, centerline, extend_mm=EXTEND_MM)
     straight, u_mm, v_mm = straighten(grid.hu, frame)
     t1 = time.perf_counter()
-    disc_idx, profile = find_discs(straight, frame, u_mm, v_mm)  # frame: caudal -> cranial
+    radii = _canal_radii(straight, u_mm, v_mm)  # (n, rays)
+    disc_idx, profile = find_discs(straight, frame, u_mm, v_mm, radii)  # caudal -> cranial
     t2 = time.perf_counter()
     if len(disc_idx) < 1:
         return SpineResult((), (), {}, frame, (), ("no intervertebral disc found",))
@@ -435,17 +629,18 @@ def find_vertebrae(
     bounds.append((float(discs_cc[-1]), float(frame.first_in_grid), bool(whole_below)))
     # Where the column's bone ends inside the scan (soft tissue, not the scan's edge, beyond
     # it), the end body is whole and ends there, however short it is.
-    top_end = _bone_end(profile, discs_cc[0], frame.last_in_grid, frame.step_mm)
+    top_end = _bone_end(profile, discs_cc[0], frame.last_in_grid, frame.step_mm, frame.inner_range)
     if top_end is not None:
         bounds[0] = (top_end, bounds[0][1], True)
-    bottom_end = _bone_end(profile, discs_cc[-1], frame.first_in_grid, frame.step_mm)
+    bottom_end = _bone_end(
+        profile, discs_cc[-1], frame.first_in_grid, frame.step_mm, frame.inner_range
+    )
     if bottom_end is not None:
         bounds[-1] = (bounds[-1][0], bottom_end, True)
     coords = spine_roi_coordinates(grid, frame)
     s_vox, u_vox, v_vox, roi = coords.s, coords.u_mm, coords.v_mm, coords.roi
     hu_roi = grid.hu[roi]
     body_roi = body[roi]
-    radii = _canal_radii(straight, u_mm, v_mm)  # (n, rays)
     canal_front = float(np.median(radii[:, CANAL_RAYS // 4]))  # the ray pointing anterior (+v)
     ellipses = []
     for upper, lower, _complete in bounds:
