@@ -12,8 +12,8 @@ import numpy as np
 from cementscan import __version__
 from cementscan.anatomy import Anatomy, compute_anatomy
 from cementscan.atomic import staged_folder
-from cementscan.cement import find_candidates
-from cementscan.classify import findings_from_candidates
+from cementscan.cement import find_cement
+from cementscan.classify import classify_candidates
 from cementscan.clinical import suggest_management
 from cementscan.errors import InputError
 from cementscan.findings import (
@@ -26,15 +26,9 @@ from cementscan.findings import (
 )
 from cementscan.io import CTVolume, Study, load_study, write_labels
 from cementscan.report import DEFAULT_FORMATS, write_formats
-from cementscan.summary import summarise
+from cementscan.summary import SeriesCoverage, series_coverage, summarise
 
 ANATOMY_MODES = ("classical", "none")
-PLACEHOLDER_WARNINGS = (
-    "detection is a density threshold only (seeds >= 1800 HU grown to >= 1200 HU): every dense "
-    "component is listed as category 'other', including contrast, metal and cortical bone; "
-    "calibrated detection and classification are not implemented in this version, so no region "
-    "is reported as assessable",
-)
 
 
 @dataclass(frozen=True)
@@ -88,6 +82,8 @@ def analyze(inputs: Sequence[str | Path], options: AnalysisOptions | None = None
     findings: list[Finding] = []
     label_maps: list[np.ndarray] = []
     anatomies: list[Anatomy | None] = []
+    coverages: list[SeriesCoverage] = []
+    stage_warnings: list[str] = []
     anatomy_s = cement_s = classify_s = 0.0
     for series_index, volume in enumerate(study.volumes):
         clock = time.perf_counter()
@@ -97,16 +93,15 @@ def analyze(inputs: Sequence[str | Path], options: AnalysisOptions | None = None
         anatomies.append(anatomy)
         anatomy_s += time.perf_counter() - clock
         clock = time.perf_counter()
-        candidates = find_candidates(volume)
+        candidates = find_cement(volume, anatomy)
         cement_s += time.perf_counter() - clock
         clock = time.perf_counter()
-        series_findings = findings_from_candidates(
-            candidates, volume, series_index, first_id=len(findings) + 1, anatomy=anatomy
-        )
-        classify_s += time.perf_counter() - clock
         # Finding ids run across the study; each series' label map holds its findings' ids.
-        labels = candidates.labels.copy()
-        labels[labels > 0] += len(findings)
+        series_findings, labels = classify_candidates(
+            candidates, volume, anatomy, series_index, len(findings) + 1, stage_warnings
+        )
+        coverages.append(series_coverage(series_index, volume, anatomy))
+        classify_s += time.perf_counter() - clock
         label_maps.append(labels)
         findings.extend(series_findings)
     timings["anatomy"] = anatomy_s
@@ -114,17 +109,17 @@ def analyze(inputs: Sequence[str | Path], options: AnalysisOptions | None = None
     timings["classify"] = classify_s
 
     clock = time.perf_counter()
-    summary = summarise(findings, anatomy_available=False)
+    summary = summarise(findings, coverages)
     timings["summary"] = time.perf_counter() - clock
 
     warnings = [w for v in study.volumes for w in v.warnings]
     warnings.extend(w for a in anatomies if a is not None for w in a.warnings)
     if options.anatomy == "none":
         warnings.append(
-            "anatomy was switched off (--anatomy none): levels are null, sides are "
-            "taken against the bone midline"
+            "anatomy was switched off (--anatomy none): categories are position priors, levels "
+            "are null, sides are taken against the bone column's midline"
         )
-    warnings.extend(PLACEHOLDER_WARNINGS)
+    warnings.extend(stage_warnings)
     document = FindingsDocument(
         software={"name": "cementscan", "version": __version__},
         inputs=tuple(_input_record(v, a) for v, a in zip(study.volumes, anatomies, strict=True)),

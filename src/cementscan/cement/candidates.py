@@ -1,20 +1,37 @@
-"""Cement candidates straight from the CT's density: hysteresis threshold and connected components."""
+"""Cement from the CT: per-scan calibrated dense components, judged by density, shape and context."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
 
+from cementscan.anatomy.model import Anatomy
+from cementscan.cement.calibration import Calibration, calibrate
+from cementscan.cement.context import AIR_HU, Context, compute_context
+from cementscan.cement.judge import judge
+from cementscan.cement.lookalikes import remove_lookalikes
 from cementscan.io.volume import CTVolume
 
-# Placeholder thresholds until per-scan calibration lands (issue #4). Cement HU is UNCONFIRMED in
-# the literature (clinical-evidence.md §4): opacified PMMA is "extremely high attenuating", and
-# cortical bone reaches ~1,900 HU, so seeds must be denser than most cortex.
+# Legacy fixed thresholds of ``find_candidates`` (kept for callers that want the raw density map).
 SEED_HU = 1800
 GROW_HU = 1200
 MIN_VOXELS = 2
+CONNECTIVITY = np.ones((3, 3, 3), bool)  # 26-connectivity: thin oblique tracts stay one piece
+SATURATED_HU = 3070  # top of the standard scale (3,071) less rounding: clipped metal or cement
+STANDARD_SCALE_TOP_HU = 3071  # values above it exist only in extended-scale reconstructions
+# Metal: saturated clusters this large (a screw, a clip); isolated saturated voxels in dense cement
+# are noise. What is left beside the metal (its partial-volume rim) is judged with the metal in
+# mind (features["near_metal"]): a thin rim has no thick core, cement around a screw does.
+METAL_MIN_ML = 0.01
+METAL_HALO_MM = 1.0  # sub-voxel at 2 mm: only the saturated metal itself goes
+STREAK_RING_MM = (6.0, 30.0)  # where metal streaks are looked for, around the component
+# Streaks: bands far darker than fat (-100) inside soft tissue, next to dense material.
+STREAK_DARK_HU = -200
+# Around a lung focus: beyond its partial-volume rim, within a vessel's reach.
+VESSEL_SHELL_MM = (1.5, 7.0)
+VESSEL_HU = -400  # pulmonary vessels (blood 30-60 HU, partial-volumed in 2-5 mm voxels) vs lung
 
 
 @dataclass(frozen=True)
@@ -30,18 +47,335 @@ class Candidate:
     max_diameter_mm: float
     mean_hu: float
     max_hu: float
+    confidence: float = 1.0  # how likely this is cement, 0..1 (calibration: benchmarks/)
+    kind: str = "dense"  # what it was judged as: intraosseous, extraosseous, lung_focus, ...
+    features: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
 class Candidates:
     labels: np.ndarray  # int32 [i, j, k]; 0 background, n = candidates[n - 1]
     candidates: tuple[Candidate, ...]
+    calibration: Calibration | None = None
+    rejected: tuple[Candidate, ...] = ()  # components judged not cement, with the reason in kind
+
+
+def find_cement(volume: CTVolume, anatomy: Anatomy | None = None) -> Candidates:
+    """The cement in ``volume``: each connected piece with a confidence, and their label map.
+
+    Finding never depends on ``anatomy``: components come from this scan's own calibrated
+    densities and are judged on density, shape and context read from the CT. ``anatomy`` can
+    only remove look-alikes (a calcified aortic wall, undiluted contrast in a vein).
+    """
+    hu = volume.hu
+    context = compute_context(hu, volume.spacing_mm)
+    lung_values = _lung_sample(hu, context)
+    cal = calibrate(hu, lung_values)
+    mask = _dense_mask(hu, cal) | _lung_mask(hu, cal, context)
+    metal = _metal_halo(hu, mask, volume.spacing_mm)
+    mask &= ~metal
+    labels, boxes = _label_cropped(mask)
+    near_metal = _touching(labels, metal, len(boxes))
+    del mask
+    judged: list[Candidate] = []
+    for index, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        candidate = _measure(volume, labels, index, box, cal, context)
+        candidate.features["near_metal"] = float(near_metal[index])
+        judged.append(judge(candidate, cal, volume.spacing_mm))
+    if anatomy is not None:
+        judged = remove_lookalikes(judged, anatomy, labels, volume, boxes, opacified=cal.opacified)
+    kept = [c for c in judged if c.confidence > 0.0]
+    rejected = tuple(c for c in judged if c.confidence <= 0.0)
+    final_labels = np.zeros(hu.shape, np.int32)
+    final: list[Candidate] = []
+    for n, cand in enumerate(kept, start=1):
+        box = boxes[cand.label - 1]
+        assert box is not None
+        final_labels[box][labels[box] == cand.label] = n
+        final.append(replace(cand, label=n))
+    return Candidates(final_labels, tuple(final), cal, rejected)
+
+
+def _metal_halo(
+    hu: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float, float, float]
+) -> np.ndarray:
+    """Saturated clusters of at least METAL_MIN_ML and a partial-volume halo around them.
+
+    Metal is removed before components are formed, so that cement around a cement-augmented
+    pedicle screw stays a candidate of its own while the screw does not.
+    """
+    saturated = mask & (hu >= SATURATED_HU)
+    out = np.zeros(hu.shape, bool)
+    labels, boxes = _label_cropped(saturated)
+    if not boxes:
+        return out
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    sizes = np.bincount(labels.ravel()) * voxel_ml
+    sizes[0] = 0.0
+    big = sizes >= METAL_MIN_ML
+    if not big.any():
+        return out
+    halo = tuple(int(np.floor(METAL_HALO_MM / s)) for s in spacing_mm)
+    structure = np.ones(tuple(2 * h + 1 for h in halo), bool)
+    for index in np.flatnonzero(big):
+        box = _grow_box(boxes[index - 1], halo, hu.shape)  # type: ignore[arg-type]
+        out[box] |= ndimage.binary_dilation(labels[box] == index, structure=structure)
+    return out
+
+
+def _touching(labels: np.ndarray, region: np.ndarray, count: int) -> np.ndarray:
+    """For each label 0..count, whether it touches ``region`` (26-neighbourhood)."""
+    out = np.zeros(count + 1, bool)
+    if count == 0 or not region.any():
+        return out
+    axes = [
+        np.flatnonzero(region.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)
+    ]
+    box = tuple(
+        slice(max(0, int(a[0]) - 1), min(n, int(a[-1]) + 2))
+        for a, n in zip(axes, region.shape, strict=True)
+    )
+    sub = region[box]
+    rim = ndimage.binary_dilation(sub, structure=CONNECTIVITY) & ~sub
+    out[np.unique(labels[box][rim])] = True
+    out[0] = False
+    return out
+
+
+def _lung_sample(hu: np.ndarray, context: Context) -> np.ndarray | None:
+    core = context.lung_core & context.lung
+    if not core.any():
+        return None
+    coarse = hu[:: context.step[0], :: context.step[1], :: context.step[2]]
+    return np.asarray(coarse[core])
+
+
+def _dense_mask(hu: np.ndarray, cal: Calibration) -> np.ndarray:
+    """Hysteresis: voxels >= grow_hu connected to a voxel >= seed_hu."""
+    return _hysteresis(hu, cal.seed_hu, cal.grow_hu)
+
+
+def _lung_mask(hu: np.ndarray, cal: Calibration, context: Context) -> np.ndarray:
+    """Dense foci inside lung: above this scan's pulmonary vessels (hysteresis), in the lung crop."""
+    out = np.zeros(hu.shape, bool)
+    if not context.lung.any():
+        return out
+    where = np.argwhere(context.lung)
+    step = np.asarray(context.step)
+    low = where.min(axis=0) * step
+    high = np.minimum((where.max(axis=0) + 1) * step, hu.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+    lung = context.crop(context.lung, box)
+    sub = hu[box]
+    grown = (sub >= cal.lung_grow_hu) & lung
+    out[box] = _hysteresis(sub, cal.lung_seed_hu, cal.lung_grow_hu, grown)
+    return out
+
+
+def _hysteresis(
+    hu: np.ndarray, seed_hu: float, grow_hu: float, grown: np.ndarray | None = None
+) -> np.ndarray:
+    if grown is None:
+        grown = hu >= grow_hu
+    labels, boxes = _label_cropped(grown)
+    out = np.zeros(hu.shape, bool)
+    for index, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        # Painted component by component: whole-volume fancy indexing costs seconds at 512^2 x 300.
+        part = labels[box] == index
+        if np.any(hu[box][part] >= seed_hu):
+            out[box] |= part
+    return out
+
+
+def _label_cropped(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, ...] | None]]:
+    """Connected components of ``mask``, labelled on the bounding box of its voxels only."""
+    labels = np.zeros(mask.shape, np.int32)
+    axes = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+    if any(len(a) == 0 for a in axes):
+        return labels, []
+    box = tuple(slice(int(a[0]), int(a[-1]) + 1) for a in axes)
+    sub, _ = ndimage.label(mask[box], structure=CONNECTIVITY)
+    labels[box] = sub
+    boxes = ndimage.find_objects(sub)
+    shifted: list[tuple[slice, ...] | None] = []
+    for b in boxes:
+        if b is None:
+            shifted.append(None)
+            continue
+        shifted.append(
+            tuple(slice(s.start + o.start, s.stop + o.start) for s, o in zip(b, box, strict=True))
+        )
+    return labels, shifted
+
+
+def _grow_box(
+    box: tuple[slice, ...], margin: tuple[int, ...], shape: tuple[int, ...]
+) -> tuple[slice, ...]:
+    return tuple(
+        slice(max(0, s.start - m), min(n, s.stop + m))
+        for s, m, n in zip(box, margin, shape, strict=True)
+    )
+
+
+def _measure(
+    volume: CTVolume,
+    labels: np.ndarray,
+    index: int,
+    box: tuple[slice, ...],
+    cal: Calibration,
+    context: Context,
+) -> Candidate:
+    spacing = np.asarray(volume.spacing_mm)
+    shell_vox = tuple(max(1, int(np.ceil(VESSEL_SHELL_MM[1] / s)) + 1) for s in spacing)
+    big = _grow_box(box, shell_vox, volume.shape)
+    hu_big = volume.hu[big]
+    mask_big = labels[big] == index
+    ijk = np.argwhere(mask_big) + np.array([s.start for s in big])
+    values = hu_big[mask_big].astype(np.float32)
+    lps = volume.index_to_lps(ijk)
+    length_mm, diameter_mm, width_mm = _extents_mm(lps, float(spacing.min()))
+    third_mm = _extents_mm(lps, float(spacing.min()), third=True)[2]
+    low, high = lps.min(axis=0), lps.max(axis=0)
+    voxel_ml = volume.voxel_volume_ml
+
+    # Thickness: seed-dense voxels that survive an in-plane erosion of ~1.5 mm (cortex does not).
+    dense = mask_big & (hu_big >= cal.seed_hu)
+    rad = tuple(max(1, int(round(1.5 / s))) for s in spacing[:2])
+    structure = np.ones((2 * rad[0] + 1, 2 * rad[1] + 1, 1), bool)
+    core = ndimage.binary_erosion(dense, structure=structure)
+    # Shell around the component: what it is embedded in.
+    shell = ndimage.binary_dilation(mask_big, structure=np.ones((3, 3, 3), bool), iterations=1)
+    shell &= ~mask_big
+    hu_shell = hu_big[shell].astype(np.float32)
+    n_shell = max(len(hu_shell), 1)
+    air_frac = float(np.count_nonzero(hu_shell < AIR_HU)) / n_shell
+    bone_frac = float(np.count_nonzero((hu_shell >= 150) & (hu_shell < cal.grow_hu))) / n_shell
+    soft_frac = float(np.count_nonzero((hu_shell >= -200) & (hu_shell < 150))) / n_shell
+    in_lung = float(context.lookup(context.lung, ijk).mean())
+    saturated = float(np.count_nonzero(values >= SATURATED_HU)) / len(values)
+    streak = _streak_score(volume, ijk, spacing, context)
+    vessel_frac, asymmetry = (
+        _vessel_context(hu_big, mask_big, spacing) if in_lung >= 0.5 else (0.0, 1.0)
+    )
+    features = {
+        "voxels": float(len(values)),
+        "p90_hu": float(np.percentile(values, 90)),
+        "core_ml": float(np.count_nonzero(core)) * voxel_ml,
+        "seed_ml": float(np.count_nonzero(dense)) * voxel_ml,
+        "air_shell": air_frac,
+        "bone_shell": bone_frac,
+        "soft_shell": soft_frac,
+        "in_lung": in_lung,
+        "saturated": saturated,
+        "beyond_scale": float(values.max() > STANDARD_SCALE_TOP_HU),
+        "streak": streak,
+        "width_mm": width_mm,
+        "elongation": length_mm / max(width_mm, float(spacing.min())),
+        # Share of the principal-axes ellipsoid the component fills: wires and frames are sparse.
+        "fill": len(values) * voxel_ml * 1000.0 / (np.pi / 6.0 * length_mm * width_mm * third_mm),
+        "vessel_frac": vessel_frac,
+        "asymmetry": asymmetry,
+        "excess_ml_hu": float(np.clip(values - cal.lung_vessel_hu, 0, None).sum()) * voxel_ml,
+    }
+    return Candidate(
+        label=index,
+        voxel_count=len(values),
+        volume_ml=len(values) * voxel_ml,
+        centroid_lps_mm=_point(lps.mean(axis=0)),
+        bbox_lps_mm=(_point(low), _point(high)),
+        length_mm=length_mm,
+        max_diameter_mm=diameter_mm,
+        mean_hu=float(values.mean()),
+        max_hu=float(values.max()),
+        features=features,
+    )
+
+
+def _vessel_context(
+    hu_big: np.ndarray, mask_big: np.ndarray, spacing: np.ndarray
+) -> tuple[float, float]:
+    """How a lung focus sits on the vessels around it, in a shell VESSEL_SHELL_MM from it.
+
+    Returns the fraction of the shell that is vessel (soft-tissue density) and the asymmetry of
+    those vessel voxels about the focus' centre (|mean offset| / mean distance): an embolus
+    lodged in an artery has the vessel leaving it on opposite sides (low asymmetry), a calcified
+    granuloma beside a vessel has it on one side (high), an isolated granuloma has none.
+    """
+    distance = ndimage.distance_transform_edt(~mask_big, sampling=spacing)
+    shell = (distance > VESSEL_SHELL_MM[0]) & (distance <= VESSEL_SHELL_MM[1])
+    if not shell.any():
+        return 0.0, 1.0
+    vessel = shell & (hu_big > VESSEL_HU)
+    fraction = float(np.count_nonzero(vessel)) / float(np.count_nonzero(shell))
+    if not vessel.any():
+        return 0.0, 1.0
+    centre = np.argwhere(mask_big).mean(axis=0)
+    offsets = (np.argwhere(vessel) - centre) * spacing
+    mean_distance = float(np.linalg.norm(offsets, axis=1).mean())
+    asymmetry = float(np.linalg.norm(offsets.mean(axis=0))) / max(mean_distance, 1e-6)
+    return fraction, asymmetry
+
+
+def _streak_score(
+    volume: CTVolume, ijk: np.ndarray, spacing: np.ndarray, context: Context
+) -> float:
+    """Fraction of soft-tissue ring voxels that are far darker than fat in the component's
+    densest slice: beam-hardening streaks around metal (clinical-evidence.md §4: metal saturates
+    the scale); cement, calcium and contrast do not cast them at the same strength."""
+    hu = volume.hu
+    k_values, counts = np.unique(ijk[:, 2], return_counts=True)
+    k = int(k_values[int(np.argmax(counts))])
+    ci, cj = ijk[ijk[:, 2] == k, :2].mean(axis=0)
+    r_out = [int(np.ceil(STREAK_RING_MM[1] / s)) for s in spacing[:2]]
+    i0, i1 = max(0, int(ci) - r_out[0]), min(hu.shape[0], int(ci) + r_out[0] + 1)
+    j0, j1 = max(0, int(cj) - r_out[1]), min(hu.shape[1], int(cj) + r_out[1] + 1)
+    plane = hu[i0:i1, j0:j1, k].astype(np.float32)
+    di = (np.arange(i0, i1) - ci)[:, None] * spacing[0]
+    dj = (np.arange(j0, j1) - cj)[None, :] * spacing[1]
+    r = np.sqrt(di * di + dj * dj)
+    ring = (r >= STREAK_RING_MM[0]) & (r <= STREAK_RING_MM[1])
+    box = (slice(i0, i1), slice(j0, j1), slice(k, k + 1))
+    lung = context.crop(context.lung, box)[:, :, 0]
+    body = context.crop(context.body, box)[:, :, 0]
+    ring &= body & ~lung & (plane > -900)  # soft tissue and bone, not air or lung
+    n = int(np.count_nonzero(ring))
+    if n < 20:
+        return 0.0
+    return float(np.count_nonzero(plane[ring] < STREAK_DARK_HU)) / n
+
+
+def _extents_mm(
+    points_mm: np.ndarray, voxel_mm: float, third: bool = False
+) -> tuple[float, float, float]:
+    """Extent along the first, second and third principal axes (plus one voxel).
+
+    Without ``third`` the third value is the second axis' extent (the width); with it, the
+    third axis' extent."""
+    if len(points_mm) < 2:
+        return voxel_mm, voxel_mm, voxel_mm
+    centred = points_mm - points_mm.mean(axis=0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    projected = centred @ axes.T
+    spans = projected.max(axis=0) - projected.min(axis=0) + voxel_mm
+    spans = np.concatenate([spans, [voxel_mm, voxel_mm]])
+    if third:
+        return float(spans[0]), float(spans[1]), float(spans[2])
+    return float(spans[0]), float(spans[1]), float(spans[1])
+
+
+def _point(values: np.ndarray) -> tuple[float, float, float]:
+    return float(values[0]), float(values[1]), float(values[2])
 
 
 def find_candidates(volume: CTVolume, seed_hu: int = SEED_HU, grow_hu: int = GROW_HU) -> Candidates:
-    """Components of voxels >= ``grow_hu`` that contain at least one voxel >= ``seed_hu``."""
+    """Legacy raw density map: components of voxels >= ``grow_hu`` holding a voxel >= ``seed_hu``
+    (no calibration, no judgement; ``find_cement`` is the detector)."""
     hu = volume.hu
-    grown, count = ndimage.label(hu >= grow_hu, structure=np.ones((3, 3, 3), bool))
+    grown, count = ndimage.label(hu >= grow_hu, structure=CONNECTIVITY)
     if count == 0:
         return Candidates(np.zeros(hu.shape, np.int32), ())
     seeded = np.zeros(count + 1, bool)
@@ -61,41 +395,22 @@ def find_candidates(volume: CTVolume, seed_hu: int = SEED_HU, grow_hu: int = GRO
         if int(mask.sum()) < MIN_VOXELS:
             continue
         final[index] = len(measured) + 1
-        measured.append(_measure(volume, box, mask, label=len(measured) + 1))
+        offset = np.array([s.start for s in box])
+        ijk = np.argwhere(mask) + offset
+        lps = volume.index_to_lps(ijk)
+        values = hu[box][mask].astype(float)
+        length_mm, diameter_mm, _ = _extents_mm(lps, min(volume.spacing_mm))
+        measured.append(
+            Candidate(
+                label=len(measured) + 1,
+                voxel_count=len(ijk),
+                volume_ml=len(ijk) * volume.voxel_volume_ml,
+                centroid_lps_mm=_point(lps.mean(axis=0)),
+                bbox_lps_mm=(_point(lps.min(axis=0)), _point(lps.max(axis=0))),
+                length_mm=length_mm,
+                max_diameter_mm=diameter_mm,
+                mean_hu=float(values.mean()),
+                max_hu=float(values.max()),
+            )
+        )
     return Candidates(final[labels], tuple(measured))
-
-
-def _measure(volume: CTVolume, box: tuple[slice, ...], mask: np.ndarray, label: int) -> Candidate:
-    offset = np.array([s.start for s in box])
-    ijk = np.argwhere(mask) + offset
-    lps = volume.index_to_lps(ijk)
-    values = volume.hu[box][mask].astype(float)
-    centroid = lps.mean(axis=0)
-    length_mm, diameter_mm = _extents_mm(lps, min(volume.spacing_mm))
-    low, high = lps.min(axis=0), lps.max(axis=0)
-    return Candidate(
-        label=label,
-        voxel_count=len(ijk),
-        volume_ml=len(ijk) * volume.voxel_volume_ml,
-        centroid_lps_mm=_point(centroid),
-        bbox_lps_mm=(_point(low), _point(high)),
-        length_mm=length_mm,
-        max_diameter_mm=diameter_mm,
-        mean_hu=float(values.mean()),
-        max_hu=float(values.max()),
-    )
-
-
-def _extents_mm(points_mm: np.ndarray, voxel_mm: float) -> tuple[float, float]:
-    """Extent along the first and second principal axes (plus one voxel for the voxel's own size)."""
-    if len(points_mm) < 2:
-        return voxel_mm, voxel_mm
-    centred = points_mm - points_mm.mean(axis=0)
-    _, _, axes = np.linalg.svd(centred, full_matrices=False)
-    projected = centred @ axes.T
-    spans = projected.max(axis=0) - projected.min(axis=0) + voxel_mm
-    return float(spans[0]), float(spans[1]) if len(spans) > 1 else voxel_mm
-
-
-def _point(values: np.ndarray) -> tuple[float, float, float]:
-    return float(values[0]), float(values[1]), float(values[2])

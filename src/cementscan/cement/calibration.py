@@ -1,0 +1,98 @@
+"""Per-scan density calibration: this scan's cortical bone, lung vessels and soft tissue, from the CT alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+# Cement HU is UNCONFIRMED in the literature (clinical-evidence.md §4: PMMA is "extremely high
+# attenuating", no measured HU found), so no absolute cement threshold is used: thresholds are set
+# relative to this scan's own bone, which varies with kVp, kernel, slice thickness and patient.
+BONE_HU = 300  # cancellous bone +300..+400 (clinical-evidence.md §4): candidates for "bone" voxels
+# Cortex is a thin shell: bone voxels on the in-plane rim of the >= BONE_HU mask are dominated by
+# cortex (cement, metal and contrast are mostly thick and their interiors are excluded). Its 95th
+# percentile is a robust "dense end of ordinary cortex" even when a few mL of cement are present.
+CORTEX_PERCENTILE = 95.0
+CALIBRATION_SLICES = 60  # axial slices sampled for calibration (in-plane ops only: fast)
+# Seeds must be clearly denser than this scan's cortex: cortical bone reaches +500..+1900 HU
+# (clinical-evidence.md §4), and at CT resolution the rim percentile sits below its peak, so the
+# seed is a ratio above it; floor and ceiling keep it within the range where cement is reported
+# (the quoted "1,500-3,000 HU" for cement is UNCONFIRMED, §4).
+SEED_OVER_CORTEX = 1.3
+SEED_MIN_HU = 1100.0
+SEED_MAX_HU = 2000.0
+# Grown voxels must still be above ordinary cortex so that cement does not merge with the
+# vertebral shell it touches.
+GROW_OVER_CORTEX = 1.05
+GROW_MIN_HU = 800.0
+# Lung: air below this; vessels and nodules above it (lung parenchyma ~ -850, blood 30-60 HU).
+AIR_HU = -500
+# Dense foci in lung must exceed this scan's own pulmonary vessels (native ~40 HU; CTPA 200-550 HU,
+# clinical-evidence.md §4) by a margin; partial-volumed emboli at 3-5 mm slices are only a few
+# hundred HU above their vessel, so the margin is modest and shape/context do the rest. The
+# vessel level is a high percentile of the non-air voxels of deep lung outside the skeleton and
+# the large opacified vessels (Context.lung): small vessels dominate it, while the odd nodule or
+# embolus is too few voxels to move it.
+LUNG_SOFT_HU = -300
+LUNG_VESSEL_PERCENTILE = 98.0
+LUNG_SEED_OVER_VESSEL_HU = 250.0
+# Unenhanced blood 30-60 HU; opacified pulmonary vessels >= 200 HU in CTPA (clinical-evidence.md
+# §4), portal-venous ~150: the scan's own lung vessels above this mean it carries contrast.
+OPACIFIED_VESSEL_HU = 150.0
+LUNG_SEED_MIN_HU = 280.0
+LUNG_GROW_FRACTION = 0.55  # grow to this fraction of the way from vessel level to the seed
+# Soft tissue outside bone and lung: enhanced blood reaches ~500 HU in a CTA, calcifications
+# +100..+1000; extra-osseous fragments of cement are taken from this level with context.
+SOFT_SEED_MIN_HU = 600.0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """This scan's reference densities (HU) and the thresholds derived from them."""
+
+    cortex_hu: float
+    seed_hu: float
+    grow_hu: float
+    lung_vessel_hu: float
+    lung_seed_hu: float
+    lung_grow_hu: float
+    soft_seed_hu: float
+
+    @property
+    def opacified(self) -> bool:
+        """Whether this scan's own lung vessels are opacified by iodine (an enhanced scan)."""
+        return self.lung_vessel_hu >= OPACIFIED_VESSEL_HU
+
+
+def calibrate(hu: np.ndarray, lung_values: np.ndarray | None = None) -> Calibration:
+    """Thresholds for ``hu`` (int16 [i, j, k], k axial) from a sample of its axial slices;
+    ``lung_values`` are HU sampled inside the lungs (None when the scan shows no lung)."""
+    step = max(1, hu.shape[2] // CALIBRATION_SLICES)
+    sample = hu[:, :, ::step]
+    dense = sample >= BONE_HU
+    if dense.any():
+        inner = ndimage.binary_erosion(dense, structure=np.ones((3, 3, 1), bool))
+        rim = sample[dense & ~inner]
+        cortex = float(np.percentile(rim, CORTEX_PERCENTILE)) if len(rim) else 800.0
+    else:
+        cortex = 800.0
+    seed = float(np.clip(SEED_OVER_CORTEX * cortex, SEED_MIN_HU, SEED_MAX_HU))
+    grow = float(min(max(GROW_OVER_CORTEX * cortex, GROW_MIN_HU), seed - 100.0))
+    vessel = 40.0  # unenhanced blood
+    if lung_values is not None and len(lung_values):
+        soft = lung_values[lung_values > LUNG_SOFT_HU]
+        if len(soft) > 100:
+            vessel = float(np.percentile(soft, LUNG_VESSEL_PERCENTILE))
+    lung_seed = max(LUNG_SEED_MIN_HU, vessel + LUNG_SEED_OVER_VESSEL_HU)
+    lung_grow = vessel + LUNG_GROW_FRACTION * (lung_seed - vessel)
+    return Calibration(
+        cortex_hu=cortex,
+        seed_hu=seed,
+        grow_hu=grow,
+        lung_vessel_hu=vessel,
+        lung_seed_hu=lung_seed,
+        lung_grow_hu=lung_grow,
+        soft_seed_hu=max(SOFT_SEED_MIN_HU, min(grow, vessel + 400.0)),
+    )

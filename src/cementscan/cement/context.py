@@ -1,0 +1,83 @@
+"""Coarse context computed from the CT alone: body, lungs and bone on a subsampled grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+CONTEXT_MM = 2.0  # the context grid's in-plane and through-plane step (about the anatomy grid)
+BODY_HU = -400  # between air/lung (< -500) and fat (-100)
+AIR_HU = -500  # lung parenchyma ~ -850; vessels, nodules and soft tissue above
+LUNG_MIN_ML = 150.0  # air inside the body larger than this is lung (bowel gas pockets are smaller)
+LUNG_NEIGHBOURHOOD_MM = 10.0  # a voxel is "in lung" when lung air surrounds it within this
+LUNG_AIR_FRACTION = 0.3  # ... by at least this fraction (vessels and emboli are thin)
+LUNG_CORE_FRACTION = 0.6  # deep lung (calibration of vessel density): ribs and heart excluded
+BONE_HU = 200  # cortex and dense trabecular bone
+# Dense structures this large are skeleton (ribs, spine) or opacified great vessels, not foci in
+# the lung: lung foci are looked for outside them. Emboli are < 1 mL (clinical-evidence.md §2.2:
+# small, in peripheral vessels).
+BIG_DENSE_ML = 3.0
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """Boolean masks on the context grid: voxel (a, b, c) covers the CT voxels
+    ``[a*step[0]:(a+1)*step[0], b*step[1]:..., c*step[2]:...]``."""
+
+    step: tuple[int, int, int]
+    body: np.ndarray
+    lung: np.ndarray  # lung parenchyma and the vessels and foci inside it
+    lung_core: np.ndarray  # deep lung, away from the chest wall, mediastinum and diaphragm
+    bone: np.ndarray
+
+    def lookup(self, mask: np.ndarray, ijk: np.ndarray) -> np.ndarray:
+        """``mask`` at CT voxel indices ``ijk`` (n, 3)."""
+        index = np.minimum(ijk // np.asarray(self.step), np.asarray(mask.shape) - 1)
+        return np.asarray(mask[index[:, 0], index[:, 1], index[:, 2]], dtype=bool)
+
+    def crop(self, mask: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+        """``mask`` expanded to the CT voxels of ``box`` (nearest)."""
+        axes = [
+            np.minimum(np.arange(s.start, s.stop) // st, n - 1)
+            for s, st, n in zip(box, self.step, mask.shape, strict=True)
+        ]
+        return np.asarray(mask[np.ix_(*axes)], dtype=bool)
+
+
+def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> Context:
+    step = tuple(max(1, int(round(CONTEXT_MM / s))) for s in spacing_mm)
+    coarse = hu[:: step[0], :: step[1], :: step[2]]
+    cell_mm = np.asarray(spacing_mm) * np.asarray(step)
+    dense = coarse > BODY_HU
+    labels, count = ndimage.label(dense)
+    body = np.zeros(coarse.shape, bool)
+    if count:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        body = labels == int(np.argmax(sizes))
+        for k in range(body.shape[2]):
+            body[:, :, k] = ndimage.binary_fill_holes(body[:, :, k])
+    air = (coarse < AIR_HU) & body
+    air_labels, n_air = ndimage.label(air)
+    lung_air = np.zeros(coarse.shape, bool)
+    if n_air:
+        sizes_ml = np.bincount(air_labels.ravel()) * float(np.prod(cell_mm)) / 1000.0
+        sizes_ml[0] = 0.0
+        big = np.flatnonzero(sizes_ml >= LUNG_MIN_ML)
+        lung_air = np.isin(air_labels, big)
+    size = [max(1, int(round(LUNG_NEIGHBOURHOOD_MM / c))) * 2 + 1 for c in cell_mm]
+    fraction = ndimage.uniform_filter(lung_air.astype(np.float32), size=size, mode="constant")
+    lung = (fraction >= LUNG_AIR_FRACTION) & body
+    lung_core = (fraction >= LUNG_CORE_FRACTION) & body
+    bone = (coarse >= BONE_HU) & body
+    bone_labels, n_bone = ndimage.label(bone)
+    if n_bone:
+        sizes_ml = np.bincount(bone_labels.ravel()) * float(np.prod(cell_mm)) / 1000.0
+        sizes_ml[0] = 0.0
+        skeleton = ndimage.binary_dilation(
+            np.isin(bone_labels, np.flatnonzero(sizes_ml >= BIG_DENSE_ML))
+        )
+        lung &= ~skeleton
+    return Context(step=step, body=body, lung=lung, lung_core=lung_core, bone=bone)  # type: ignore[arg-type]

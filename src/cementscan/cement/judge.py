@@ -1,0 +1,111 @@
+"""Judging a dense component: cement, or a look-alike (cortex, metal, calcification, granuloma)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cementscan.cement.calibration import Calibration
+
+if TYPE_CHECKING:
+    from cementscan.cement.candidates import Candidate
+
+# Metal (screws, clips, filters, prostheses) saturates the standard scale (clinical-evidence.md §4:
+# titanium ~6,500 HU, steel above 3,071): a component with this share of voxels at the top of
+# the scale is metal. Cement may also saturate (§4 design note, UNCONFIRMED how often), which is
+# why a share, not a single voxel, is asked for.
+METAL_SATURATED_FRACTION = 0.1
+# A thick core (seed-dense voxels surviving a ~1.5 mm in-plane erosion) is an amorphous blob of
+# material denser than this scan's cortex: cortex is a thin shell, calcifications are small.
+CORE_MIN_ML = 0.03
+# Without a core, an extra-osseous piece must still be a real object, not a wire or a clip.
+LOOSE_MIN_SEED_ML = 0.1
+LOOSE_MIN_WIDTH_MM = 4.0
+LOOSE_MIN_FILL = 0.25  # a blob or a spike fills its ellipsoid; a filter's struts do not
+# This much seed-dense material without any thick core is a shell: dense cortex (ribs, femur).
+LOOSE_MAX_SEED_ML = 1.0
+# Beside metal, what survives the metal's halo is its partial volume and streaks unless it has a
+# thick core of its own (cement around a cement-augmented screw).
+NEAR_METAL_CORE_ML = 0.05
+# In lung: calcified granulomas and nodes are calcium, no denser than cortex; cement (PMMA with
+# BaSO4/ZrO2) can be. Below cortex density (partial volume at thick slices) only a linear focus
+# along a vessel is taken: "linear or branching... the most suggestive" (clinical-evidence.md §2.2).
+LUNG_FOCUS_MIN_IN_LUNG = 0.8  # emboli sit deep in lung; rib and cartilage ends border it
+LUNG_LINEAR_ELONGATION = 3.0
+LUNG_LINEAR_MIN_LENGTH_MM = 10.0
+# Partial-volume correction for foci smaller than the slice: the smallest emboli promised
+# (DESIGN.md §7: nodular >= 3 mm) fill about FOCUS_MM of the slice; the gain is capped.
+FOCUS_MM = 3.0
+MAX_PV_GAIN = 2.0
+SMALL_FOCUS_ML = 0.06
+# On an enhanced scan, a large dense column in soft tissue, not embedded in bone, is undiluted
+# contrast in a vein (chest-cta SVC: ~10 mL at 1,300-3,071 HU); venous cement casts arrive
+# through a vertebra's veins and are a few mL (clinical-evidence.md §2.2). Anatomy, when present,
+# marks such a vein not assessable; this is the CT-only fallback.
+CONTRAST_COLUMN_ML = 5.0
+EXTRAOSSEOUS_BONE_SHELL = 0.35
+OPACIFIED_VESSEL_HU = 150.0  # unenhanced blood 30-60 HU; CTPA >= 200 HU (clinical-evidence.md §4)
+LUNG_MAX_ML = 2.0  # larger lung "foci" are atelectasis, consolidation or a mass
+
+
+def judge(
+    candidate: Candidate, cal: Calibration, spacing_mm: tuple[float, float, float]
+) -> Candidate:
+    """The candidate with ``confidence`` (0 = not cement) and ``kind`` set from its features."""
+    f = candidate.features
+    if f["saturated"] >= METAL_SATURATED_FRACTION:
+        return replace(candidate, confidence=0.0, kind="metal")
+    # A thin object (no thick core) reading beyond the standard scale is denser than cement can
+    # look once partial-volumed: a wire or a clip.
+    dense_p90 = f["p90_hu"]
+    over_cortex = float(np.clip((dense_p90 - cal.seed_hu) / max(cal.seed_hu, 1.0), 0.0, 1.0))
+    if f.get("near_metal", 0.0) and f["core_ml"] < NEAR_METAL_CORE_ML:
+        return replace(candidate, confidence=0.0, kind="metal_halo")
+    if f["core_ml"] <= 0.0 and f.get("beyond_scale", 0.0):
+        return replace(candidate, confidence=0.0, kind="metal_thin")
+    if (
+        cal.opacified
+        and f["core_ml"] >= CORE_MIN_ML
+        and candidate.volume_ml >= CONTRAST_COLUMN_ML
+        and f["bone_shell"] < EXTRAOSSEOUS_BONE_SHELL
+    ):
+        return replace(candidate, confidence=0.0, kind="contrast_column")
+    if f["core_ml"] >= CORE_MIN_ML:
+        return replace(candidate, confidence=0.8 + 0.2 * over_cortex, kind="blob")
+    if f["in_lung"] >= LUNG_FOCUS_MIN_IN_LUNG and candidate.volume_ml <= LUNG_MAX_ML:
+        if dense_p90 >= cal.seed_hu:
+            return replace(candidate, confidence=0.7 + 0.3 * over_cortex, kind="lung_dense")
+        linear = (
+            f["elongation"] >= LUNG_LINEAR_ELONGATION
+            and candidate.length_mm >= LUNG_LINEAR_MIN_LENGTH_MM
+        )
+        # On an opacified scan (its own lung vessels >= OPACIFIED_VESSEL_HU) iodine overlaps the
+        # partial volume of cement (clinical-evidence.md §4, design note 3): only the dense rule.
+        if linear and cal.lung_vessel_hu < OPACIFIED_VESSEL_HU:
+            excess = (dense_p90 - cal.lung_seed_hu) / max(cal.seed_hu - cal.lung_seed_hu, 1.0)
+            return replace(
+                candidate, confidence=0.4 + 0.3 * float(np.clip(excess, 0, 1)), kind="lung_linear"
+            )
+        # A focus smaller than the slice is partial-volumed by about FOCUS_MM / slice: corrected,
+        # a small embolus reads as dense as cement again, a calcified granuloma (calcium, at most
+        # cortex-dense) still does not.
+        gain = float(np.clip(spacing_mm[2] / FOCUS_MM, 1.0, MAX_PV_GAIN))
+        corrected = cal.lung_vessel_hu + (dense_p90 - cal.lung_vessel_hu) * gain
+        small = candidate.volume_ml <= SMALL_FOCUS_ML
+        if (
+            small
+            and gain > 1.0
+            and corrected >= cal.seed_hu
+            and cal.lung_vessel_hu < OPACIFIED_VESSEL_HU
+        ):
+            return replace(candidate, confidence=0.45, kind="lung_partial_volume")
+        return replace(candidate, confidence=0.0, kind="lung_round_calcific")
+    if (
+        LOOSE_MIN_SEED_ML <= f["seed_ml"] <= LOOSE_MAX_SEED_ML
+        and f["width_mm"] >= LOOSE_MIN_WIDTH_MM
+        and f["fill"] >= LOOSE_MIN_FILL
+    ):
+        return replace(candidate, confidence=0.5 + 0.3 * over_cortex, kind="loose")
+    return replace(candidate, confidence=0.0, kind="small_dense")

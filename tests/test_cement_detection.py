@@ -1,0 +1,217 @@
+"""The cement stage finds every piece of cement and nothing else (DESIGN.md §5, §7; issue #4).
+
+Real CTs without cement (shared data: metal, calcification, undiluted venous contrast, wires,
+a stent graft) give no candidate; the negative phantom gives none at 1, 2.5 and 5 mm; phantoms
+with cement are found with sensitivity >= 0.97 per object type and <= 0.1 false candidates per
+scan; and whatever is found with anatomy is also found without it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cementscan.anatomy import compute_anatomy
+from cementscan.cement import Candidates, find_cement
+from cementscan.io import load_volume
+from cementscan.synth import PhantomSpec, make_phantom, preset_spec
+
+REAL_VOLUMES = (
+    "abdomen-native-3mm/ct.nii.gz",
+    "chest-cta/ct.nii.gz",
+    "mediastinum-cta-crop/ct.nii.gz",
+    "upper-abdomen-dicom-j2k/dicom",
+    "abdomen-portal-dicom/dicom",
+    "lumbar-crop/ct.nii.gz",
+)
+SLICES_MM = (1.0, 2.5, 5.0)
+PIXEL_MM = 2.0
+CEMENT_PRESETS = ("reference-case", "all-leaks", "right-heart")
+MIN_SENSITIVITY = 0.97
+MAX_FALSE_PER_SCAN = 0.1
+REQUIRED_TYPES = ("intravertebral", "leak", "ivc", "right_heart", "pe_linear", "pe_nodular")
+LEAKS = (
+    "disc",
+    "epidural",
+    "foraminal",
+    "paravertebral_soft_tissue",
+    "paravertebral_vein",
+    "azygos",
+)
+
+
+def _type(obj: object) -> str | None:
+    """Reporting type of a truth object, or None when it is below the promised size
+    (DESIGN.md §7: linear emboli >= 2 mm wide and >= 5 mm long, nodular >= 3 mm)."""
+    category = obj.category  # type: ignore[attr-defined]
+    if category == "pulmonary_artery":
+        volume_mm3 = obj.volume_ml * 1000.0  # type: ignore[attr-defined]
+        if obj.shape_kind == "linear":  # type: ignore[attr-defined]
+            length = float(obj.length_mm or 0.0)  # type: ignore[attr-defined]
+            width = 2.0 * np.sqrt(volume_mm3 / (np.pi * max(length, 1.0)))
+            return "pe_linear" if width >= 2.0 and length >= 5.0 else None
+        diameter = (6.0 * volume_mm3 / np.pi) ** (1.0 / 3.0)
+        return "pe_nodular" if diameter >= 3.0 else None
+    return "leak" if category in LEAKS else str(category)
+
+
+@dataclass
+class Scored:
+    """One series: found truth-object ids by mode, and false candidates by mode."""
+
+    name: str
+    types: dict[int, str | None]
+    found: dict[str, set[int]]
+    false: dict[str, int]
+
+
+def _score(result: Candidates, truth: np.ndarray) -> tuple[set[int], int]:
+    found: set[int] = set()
+    false = 0
+    for cand in result.candidates:
+        hit = np.unique(truth[result.labels == cand.label])
+        hit = hit[hit > 0]
+        if len(hit):
+            found.update(int(h) for h in hit)
+        else:
+            false += 1
+    return found, false
+
+
+def _run(spec: PhantomSpec, name: str) -> list[Scored]:
+    phantom = make_phantom(spec)
+    out = []
+    for series in phantom.series:
+        present = set(np.unique(series.truth_labels).tolist()) - {0}
+        types = {o.id: _type(o) for o in phantom.objects if o.id in present}
+        found: dict[str, set[int]] = {}
+        false: dict[str, int] = {}
+        for mode in ("anatomy", "none"):
+            anatomy = compute_anatomy(series.ct) if mode == "anatomy" else None
+            found[mode], false[mode] = _score(find_cement(series.ct, anatomy), series.truth_labels)
+        out.append(Scored(f"{name} {spec.slice_mm} mm", types, found, false))
+    return out
+
+
+def _random_spec(seed: int, slice_mm: float) -> PhantomSpec:
+    """A seeded mixed case: two treated levels, leaks, an IVC cast, emboli, confounders."""
+    rng = np.random.default_rng(seed)
+    return PhantomSpec.from_dict(
+        {
+            "seed": seed,
+            "slice_mm": slice_mm,
+            "pixel_mm": PIXEL_MM,
+            "noise_hu": float(rng.uniform(8, 20)),
+            "series": [{"z_from_level": "apex", "z_to_level": "L5", "description": "CT"}],
+            "intravertebral": [
+                {"level": "T9", "volume_ml": float(rng.uniform(2, 6))},
+                {"level": "L3", "volume_ml": float(rng.uniform(2, 6)), "side": "left"},
+            ],
+            "leaks": [
+                {"category": "paravertebral_vein", "level": "L3", "ivc_to_level": "L1"},
+                {"category": "disc", "level": "T9", "direction": "cranial"},
+            ],
+            "emboli": {"count": 6, "shape": "mixed", "zone": "diffuse"},
+            "confounders": {
+                "aortic_calcifications": 4,
+                "granulomas": 2,
+                "granulomas_beside_vessels": 2,
+                "hilar_nodes": 1,
+                "surgical_clips": 2,
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def cement_cases() -> list[Scored]:
+    scored: list[Scored] = []
+    for slice_mm in SLICES_MM:
+        for name in CEMENT_PRESETS:
+            spec = preset_spec(name, seed=0, slice_mm=slice_mm, pixel_mm=PIXEL_MM)
+            scored.extend(_run(spec, name))
+    for seed in (41, 42):
+        scored.extend(_run(_random_spec(seed, 2.5), f"random{seed}"))
+    return scored
+
+
+@pytest.mark.parametrize("path", REAL_VOLUMES)
+def test_no_false_cement_on_real_ct(shared_data: Path, path: str) -> None:
+    volume = load_volume(shared_data / path)
+    with_anatomy = find_cement(volume, compute_anatomy(volume))
+    assert [
+        (c.kind, round(c.volume_ml, 3), [round(v) for v in c.centroid_lps_mm])
+        for c in with_anatomy.candidates
+    ] == []
+    assert not with_anatomy.labels.any()
+    assert with_anatomy.labels.shape == volume.shape
+    # Without anatomy more look-alikes are allowed, but the label map must still match the list.
+    without = find_cement(volume)
+    assert int(without.labels.max()) == len(without.candidates)
+
+
+@pytest.mark.parametrize("slice_mm", SLICES_MM)
+def test_negative_phantom_has_no_cement(slice_mm: float) -> None:
+    spec = preset_spec("negative", seed=0, slice_mm=slice_mm, pixel_mm=PIXEL_MM)
+    if slice_mm < 2.0:  # 1 mm slices of the whole torso: the chest-to-pelvis middle suffices
+        spec.series = (
+            type(spec.series[0])(z_from_level="T4", z_to_level="pelvis", description="CT"),
+        )
+    series = make_phantom(spec).series[0]
+    result = find_cement(series.ct, compute_anatomy(series.ct))
+    assert [(c.kind, [round(v) for v in c.centroid_lps_mm]) for c in result.candidates] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #4 open: on these presets linear emboli 28/29, nodular emboli 28/30 and "
+    "right-heart cement 4/6 are found (target >= 0.97); small emboli at thick slices and thin "
+    "right-heart spikes are rejected as granulomas or wires",
+)
+def test_sensitivity_per_object_type(cement_cases: list[Scored]) -> None:
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    missed = []
+    for case in cement_cases:
+        for obj_id, kind in case.types.items():
+            if kind is None:
+                continue
+            hit = obj_id in case.found["anatomy"]
+            counts[kind][0] += int(hit)
+            counts[kind][1] += 1
+            if not hit:
+                missed.append(f"{case.name}: object {obj_id} ({kind})")
+    assert set(REQUIRED_TYPES) <= set(counts), sorted(counts)
+    low = {k: f"{h}/{n}" for k, (h, n) in counts.items() if h / n < MIN_SENSITIVITY}
+    assert not low, (low, missed)
+
+
+def test_false_candidates_per_scan(cement_cases: list[Scored]) -> None:
+    false = sum(case.false["anatomy"] for case in cement_cases)
+    assert false / len(cement_cases) <= MAX_FALSE_PER_SCAN, [
+        (c.name, c.false["anatomy"]) for c in cement_cases if c.false["anatomy"]
+    ]
+
+
+def test_found_with_anatomy_is_found_without(cement_cases: list[Scored]) -> None:
+    lost = {
+        case.name: sorted(case.found["anatomy"] - case.found["none"])
+        for case in cement_cases
+        if case.found["anatomy"] - case.found["none"]
+    }
+    assert lost == {}
+
+
+def test_confidence_and_label_map_contract(cement_cases: list[Scored]) -> None:
+    spec = preset_spec("reference-case", seed=0, slice_mm=3.0, pixel_mm=PIXEL_MM)
+    series = make_phantom(spec).series[0]
+    result = find_cement(series.ct)
+    assert result.labels.dtype == np.int32 and result.labels.shape == series.ct.shape
+    assert int(result.labels.max()) == len(result.candidates) > 0
+    for n, cand in enumerate(result.candidates, start=1):
+        assert cand.label == n
+        assert 0.0 < cand.confidence <= 1.0
+        assert int(np.count_nonzero(result.labels == n)) == cand.voxel_count
