@@ -14,10 +14,6 @@ from cementscan.cement.judge import judge
 from cementscan.cement.lookalikes import remove_lookalikes
 from cementscan.io.volume import CTVolume
 
-# Legacy fixed thresholds of ``find_candidates`` (kept for callers that want the raw density map).
-SEED_HU = 1800
-GROW_HU = 1200
-MIN_VOXELS = 2
 CONNECTIVITY = np.ones((3, 3, 3), bool)  # 26-connectivity: thin oblique tracts stay one piece
 SATURATED_HU = 3070  # top of the standard scale (3,071) less rounding: clipped metal or cement
 STANDARD_SCALE_TOP_HU = 3071  # values above it exist only in extended-scale reconstructions
@@ -369,48 +365,3 @@ def _extents_mm(
 
 def _point(values: np.ndarray) -> tuple[float, float, float]:
     return float(values[0]), float(values[1]), float(values[2])
-
-
-def find_candidates(volume: CTVolume, seed_hu: int = SEED_HU, grow_hu: int = GROW_HU) -> Candidates:
-    """Legacy raw density map: components of voxels >= ``grow_hu`` holding a voxel >= ``seed_hu``
-    (no calibration, no judgement; ``find_cement`` is the detector)."""
-    hu = volume.hu
-    grown, count = ndimage.label(hu >= grow_hu, structure=CONNECTIVITY)
-    if count == 0:
-        return Candidates(np.zeros(hu.shape, np.int32), ())
-    seeded = np.zeros(count + 1, bool)
-    seeded[np.unique(grown[hu >= seed_hu])] = True
-    seeded[0] = False
-    keep = np.flatnonzero(seeded)
-    relabel = np.zeros(count + 1, np.int32)
-    relabel[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    labels = relabel[grown]
-    slices = ndimage.find_objects(labels)
-    measured: list[Candidate] = []
-    final = np.zeros(len(keep) + 1, np.int32)
-    for index, box in enumerate(slices, start=1):
-        if box is None:
-            continue
-        mask = labels[box] == index
-        if int(mask.sum()) < MIN_VOXELS:
-            continue
-        final[index] = len(measured) + 1
-        offset = np.array([s.start for s in box])
-        ijk = np.argwhere(mask) + offset
-        lps = volume.index_to_lps(ijk)
-        values = hu[box][mask].astype(float)
-        length_mm, diameter_mm, _ = _extents_mm(lps, min(volume.spacing_mm))
-        measured.append(
-            Candidate(
-                label=len(measured) + 1,
-                voxel_count=len(ijk),
-                volume_ml=len(ijk) * volume.voxel_volume_ml,
-                centroid_lps_mm=_point(lps.mean(axis=0)),
-                bbox_lps_mm=(_point(lps.min(axis=0)), _point(lps.max(axis=0))),
-                length_mm=length_mm,
-                max_diameter_mm=diameter_mm,
-                mean_hu=float(values.mean()),
-                max_hu=float(values.max()),
-            )
-        )
-    return Candidates(final[labels], tuple(measured))

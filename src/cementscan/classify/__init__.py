@@ -1,6 +1,6 @@
 """Classify stage: candidate components (+ Anatomy) -> Findings in the contract's vocabulary."""
 
 from cementscan.classify.classifier import classify_candidates
-from cementscan.classify.placement import findings_from_candidates, shape_of, side_of
+from cementscan.classify.placement import shape_of, side_of
 
-__all__ = ["classify_candidates", "findings_from_candidates", "shape_of", "side_of"]
+__all__ = ["classify_candidates", "shape_of", "side_of"]

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cementscan.anatomy.model import Anatomy, Vertebra
-from cementscan.cement.candidates import Candidate, Candidates
-from cementscan.findings.model import Finding
+from cementscan.cement.candidates import Candidate
 from cementscan.io.volume import CTVolume
 
 MIDLINE_HALF_WIDTH_MM = 5.0  # DESIGN.md §3: "midline" within ±5 mm of the canal centre
@@ -24,7 +23,6 @@ MIN_BONE_SAMPLES = 30
 # Levels are reported only when the anatomy is reasonably sure of them (DESIGN.md §5: "a level
 # into null" rather than a wrong level); anchors that disagree give 0.4.
 MIN_LEVEL_CONFIDENCE = 0.5
-PLACEHOLDER_CONFIDENCE = 0.5
 
 
 def side_of(x_mm: float, midline_x_mm: float) -> str:
@@ -56,16 +54,6 @@ def equivalent_diameter_mm(length_mm: float, volume_ml: float) -> float:
 
 def shape_of(candidate: Candidate) -> str:
     return shape_name(candidate.length_mm, candidate.volume_ml)
-
-
-def bone_midline_x_mm(volume: CTVolume) -> float:
-    """Median LPS x of bone voxels (on every second voxel): a crude midline without anatomy."""
-    sample = volume.hu[::2, ::2, ::2]
-    ijk = np.argwhere(sample >= BONE_HU) * 2
-    if len(ijk) == 0:
-        centre = (np.asarray(volume.shape) - 1) / 2.0
-        return float(volume.index_to_lps(centre)[0])
-    return float(np.median(volume.index_to_lps(ijk)[:, 0]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,38 +161,3 @@ def nearest_level(anatomy: Anatomy, point_lps_mm: tuple[float, float, float]) ->
         return None
     index = nearest_vertebra(anatomy.vertebrae, point_lps_mm[2])
     return None if index is None else anatomy.vertebrae[index].level
-
-
-def findings_from_candidates(
-    candidates: Candidates,
-    volume: CTVolume,
-    series_index: int,
-    first_id: int = 1,
-    anatomy: Anatomy | None = None,
-) -> tuple[Finding, ...]:
-    """Legacy placeholder (one finding per candidate, category 'other'); the pipeline uses it
-    until it calls :func:`cementscan.classify.classify_candidates`, which splits and names."""
-    if not candidates.candidates:
-        return ()
-    canal = canal_midline(anatomy)
-    midline = canal if canal is not None else bone_midline(volume)
-    return tuple(
-        Finding(
-            id=first_id + n,
-            series_index=series_index,
-            category="other",
-            category_basis="prior",
-            centroid_lps_mm=c.centroid_lps_mm,
-            bbox_lps_mm=c.bbox_lps_mm,
-            volume_ml=round(c.volume_ml, 4),
-            length_mm=round(c.length_mm, 2),
-            max_diameter_mm=round(c.max_diameter_mm, 2),
-            shape=shape_of(c),
-            mean_hu=round(c.mean_hu, 1),
-            max_hu=c.max_hu,
-            side=side_of(c.centroid_lps_mm[0], float(midline.x_at(c.centroid_lps_mm[2]))),
-            confidence=PLACEHOLDER_CONFIDENCE,
-            level=None if anatomy is None else nearest_level(anatomy, c.centroid_lps_mm),
-        )
-        for n, c in enumerate(candidates.candidates)
-    )
