@@ -75,3 +75,24 @@ def test_anatomy_none_is_said_and_keeps_every_candidate(
             for id_b in overlapping:
                 pair = {side_a[int(id_a)], side_b[int(id_b)]}
                 assert pair != {"right", "left"}, f"finding {id_a} flipped side without anatomy"
+
+
+def test_report_rerenders_with_new_symptoms_and_refuses_another_input(
+    dicom_study: Path, tmp_path: Path, cli: Callable[..., CliRun], shared_data: Path
+) -> None:
+    out = tmp_path / "out"
+    assert cli("analyze", dicom_study / "dicom", "--out", out, "--asymptomatic").code == 0
+    labels_before = (out / "cement_labels_0.nii.gz").read_bytes()
+    findings_before = json.loads((out / "findings.json").read_text())
+    run = cli("report", out, "--input", dicom_study / "dicom", "--symptoms", "dyspnea")
+    assert run.code == 0, run.err
+    after = json.loads((out / "findings.json").read_text())
+    validate_findings(after)
+    assert after["management"]["inputs"]["symptoms"] == ["dyspnea"]
+    assert findings_before["management"]["inputs"]["symptoms"] == []
+    assert after["findings"] == findings_before["findings"]  # not re-analysed
+    assert (out / "cement_labels_0.nii.gz").read_bytes() == labels_before
+    assert "dyspnea" in (out / "report.html").read_text()
+    wrong = cli("report", out, "--input", shared_data / "lumbar-crop" / "ct.nii.gz")
+    assert wrong.code == 2
+    assert "no longer matches" in wrong.err and len(wrong.err.strip().splitlines()) == 1
