@@ -544,7 +544,8 @@ def report_text(doc: dict[str, Any]) -> ReportText:
     findings = _treated(doc) + _venous_and_local(doc, by_id) + _heart(doc, by_id) + _pce(doc, by_id)
     return ReportText(
         technique=_technique(doc),
-        findings=findings,
+        # Pieces of one cast cut by coarse compartment edges can describe the same route twice.
+        findings=list(dict.fromkeys(findings)),
         negatives=_negatives(doc, by_id),
         impression=_impression(doc, by_id),
         limitations=_limitations(doc, by_id),
