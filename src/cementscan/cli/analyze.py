@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cementscan.clinical import KNOWN_SYMPTOMS, parse_symptoms
-from cementscan.pipeline import AnalysisOptions, analyze, write_outputs
 from cementscan.report import DEFAULT_FORMATS, FORMATS, parse_formats
+
+if TYPE_CHECKING:
+    from cementscan.pipeline import AnalysisOptions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +58,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> AnalysisOptions:
+    from cementscan.pipeline import AnalysisOptions
+
     return AnalysisOptions(
         series_uid=args.series,
         anatomy=args.anatomy,
@@ -64,6 +69,9 @@ def options_from_args(args: argparse.Namespace) -> AnalysisOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The pipeline (anatomy, scipy.signal, ...) is imported on use: `cementscan info` stays quick.
+    from cementscan.pipeline import analyze, write_outputs
+
     options = options_from_args(args)
     result = analyze(args.inputs, options)
     written = write_outputs(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cementscan.pipeline import AnalysisOptions, analyze, write_outputs
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,6 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that other commands start without the phantom generator's imports.
+    from cementscan.pipeline import AnalysisOptions, analyze, write_outputs
     from cementscan.synth import make_phantom, preset_spec, write_phantom
 
     out = Path(args.out)

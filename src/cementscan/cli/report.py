@@ -15,7 +15,6 @@ from cementscan.clinical import KNOWN_SYMPTOMS, parse_symptoms, suggest_manageme
 from cementscan.errors import InputError
 from cementscan.findings import read_findings, summary_from_dict, write_json_atomic
 from cementscan.io import CTVolume, load_study
-from cementscan.pipeline import label_file_names
 from cementscan.report import parse_formats, write_formats
 
 
@@ -78,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     data = read_findings(folder / "findings.json")
     volumes = load_study(args.input).volumes
     _check_same_inputs(data, volumes, folder)
+    from cementscan.pipeline import label_file_names
+
     names = label_file_names(len(volumes))
     label_maps = [_read_labels(folder / n, v) for n, v in zip(names, volumes, strict=True)]
     symptoms = parse_symptoms(args.symptoms, asymptomatic=args.asymptomatic)
