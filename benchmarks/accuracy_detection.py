@@ -30,7 +30,7 @@ import numpy as np
 
 from cementscan.errors import InputError
 from cementscan.synth import PhantomSpec, make_phantom
-from cementscan.synth.spec import LUMBAR, THORACIC
+from cementscan.synth.spec import LEAK_CATEGORIES, LUMBAR, THORACIC
 
 # Fixed before tuning. Tuning looked only at TUNING_SEEDS (and the named presets).
 TUNING_SEEDS = tuple(range(1000, 1024))
@@ -43,14 +43,7 @@ PIXEL_MM = 2.0
 FROC_FP_PER_SCAN = (0.05, 0.1, 0.2, 0.5)
 RELIABILITY_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0001)
 
-LEAK_TYPES = (
-    "disc",
-    "epidural",
-    "foraminal",
-    "paravertebral_soft_tissue",
-    "paravertebral_vein",
-    "azygos",
-)
+LEAK_TYPES = LEAK_CATEGORIES  # the leak kinds a phantom spec can ask for
 SERIES_CHOICES = (
     {"z_from_level": "apex", "z_to_level": "pelvis", "description": "CT torso"},
     {"z_from_level": "apex", "z_to_level": "L2", "description": "CT chest"},

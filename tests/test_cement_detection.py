@@ -19,6 +19,7 @@ from cementscan.anatomy import compute_anatomy
 from cementscan.cement import Candidates, find_cement
 from cementscan.io import load_volume
 from cementscan.synth import PhantomSpec, make_phantom, preset_spec
+from cementscan.synth.spec import LEAK_CATEGORIES
 
 REAL_VOLUMES = (
     "abdomen-native-3mm/ct.nii.gz",
@@ -34,14 +35,7 @@ CEMENT_PRESETS = ("reference-case", "all-leaks", "right-heart")
 MIN_SENSITIVITY = 0.97
 MAX_FALSE_PER_SCAN = 0.1
 REQUIRED_TYPES = ("intravertebral", "leak", "ivc", "right_heart", "pe_linear", "pe_nodular")
-LEAKS = (
-    "disc",
-    "epidural",
-    "foraminal",
-    "paravertebral_soft_tissue",
-    "paravertebral_vein",
-    "azygos",
-)
+LEAKS = LEAK_CATEGORIES  # the leak kinds a phantom spec can ask for
 
 
 def _type(obj: object) -> str | None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from cementscan.errors import InputError
-from cementscan.synth.spec import CEMENT_HU_RANGE, LEAK_CATEGORIES, SIDES, ZONES
+from cementscan.synth.spec import CEMENT_HU_RANGE, LEAK_CATEGORIES, SIDES, ZONES, read_spec_json
 
 LEVELS: tuple[str, ...] = (
     *(f"C{n}" for n in range(1, 8)),
@@ -312,19 +312,7 @@ class InsertSpec:
 
     @classmethod
     def from_json(cls, path: str | Path) -> InsertSpec:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read the spec ({type(exc).__name__})", path=p) from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"spec is not JSON (line {exc.lineno}: {exc.msg})", path=p) from None
-        try:
-            return cls.from_dict(data)
-        except InputError as exc:
-            raise InputError(exc.problem, path=p) from None
+        return read_spec_json(path, cls.from_dict, "spec")
 
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, **{k: v for k, v in self.raw.items() if k != "seed"}}

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cementscan.errors import InputError
+
+T = TypeVar("T")
 
 THORACIC = tuple(f"T{n}" for n in range(1, 13))
 LUMBAR = tuple(f"L{n}" for n in range(1, 6))
@@ -78,6 +81,23 @@ def _build(cls: type, data: object, where: str) -> Any:
         raise _err(where, str(exc)) from None
     obj.validate(where)
     return obj
+
+
+def read_spec_json(path: str | Path, from_dict: Callable[[Any], T], what: str) -> T:
+    """Read a JSON spec file and build it with ``from_dict``; every problem is an InputError
+    naming the file (exit 2)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the {what} ({type(exc).__name__})", path=path) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} is not JSON (line {exc.lineno}: {exc.msg})", path=path) from None
+    try:
+        return from_dict(data)
+    except InputError as exc:
+        raise InputError(exc.problem, path=path) from None
 
 
 @dataclass
@@ -321,18 +341,7 @@ class PhantomSpec:
 
     @classmethod
     def from_json(cls, path: str | Path) -> PhantomSpec:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot read phantom spec: {exc.strerror}", path=path) from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"phantom spec is not valid JSON: {exc}", path=path) from None
-        try:
-            return cls.from_dict(data)
-        except InputError as exc:
-            raise InputError(exc.problem, path=path) from None
+        return read_spec_json(path, cls.from_dict, "phantom spec")
 
     def validate(self, where: str = "spec") -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
