@@ -25,13 +25,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--series", metavar="UID", help="analyse only this DICOM series")
-    symptoms = parser.add_mutually_exclusive_group()
-    symptoms.add_argument(
-        "--symptoms",
-        metavar="LIST",
-        help=f"comma-separated symptoms, from: {', '.join(KNOWN_SYMPTOMS)}",
-    )
-    symptoms.add_argument("--asymptomatic", action="store_true", help="the patient has no symptoms")
     parser.add_argument(
         "--anatomy",
         default="classical",
@@ -43,7 +36,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """--formats and --show-identifiers, shared with ``cementscan report``."""
+    """Clinical input and report options, shared with ``cementscan report``."""
+    symptoms = parser.add_mutually_exclusive_group()
+    symptoms.add_argument(
+        "--symptoms",
+        metavar="LIST",
+        help=f"comma-separated symptoms, from: {', '.join(KNOWN_SYMPTOMS)}",
+    )
+    symptoms.add_argument("--asymptomatic", action="store_true", help="the patient has no symptoms")
     parser.add_argument(
         "--formats",
         metavar="LIST",

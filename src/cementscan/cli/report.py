@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from cementscan.atomic import staged_folder
 from cementscan.cli.analyze import add_report_arguments
-from cementscan.clinical import KNOWN_SYMPTOMS, parse_symptoms, suggest_management
+from cementscan.clinical import parse_symptoms, suggest_management
 from cementscan.errors import InputError
 from cementscan.findings import read_findings, summary_from_dict, write_json_atomic
 from cementscan.io import CTVolume, load_study
@@ -29,9 +29,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--input", nargs="+", required=True, metavar="INPUT", help="the input(s) analysed"
     )
-    symptoms = parser.add_mutually_exclusive_group()
-    symptoms.add_argument("--symptoms", metavar="LIST", help=f"from: {', '.join(KNOWN_SYMPTOMS)}")
-    symptoms.add_argument("--asymptomatic", action="store_true")
     add_report_arguments(parser)
     parser.set_defaults(run=run)
 

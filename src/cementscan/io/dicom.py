@@ -171,7 +171,7 @@ def scan_folder(root: Path) -> list[DicomSeries]:
                 )
             continue  # structured reports, presentation states, secondary captures: no geometry
         _check_geometry_values(ds, path)
-        key, uid, generated = _series_key(ds)
+        key, uid, generated = series_key(ds)
         entry = series.setdefault(
             key, DicomSeries(key=key, series_uid=uid, series_uid_generated=generated)
         )
@@ -210,7 +210,7 @@ def _check_geometry_values(ds: Dataset, path: Path) -> None:
             )
 
 
-def _series_key(ds: Dataset) -> tuple[str, str, bool]:
+def series_key(ds: Dataset) -> tuple[str, str, bool]:
     """Group by SeriesInstanceUID; anonymised series with a blank UID get a stable made-up one."""
     uid = _text(ds, "SeriesInstanceUID")
     if uid:

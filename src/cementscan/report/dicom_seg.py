@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID, CTImageStorage, generate_uid
 
 from cementscan.atomic import atomic_path
-from cementscan.io.dicom import _series_key
+from cementscan.io.dicom import series_key
 from cementscan.report.codes import CATEGORY_CODES, PRIVATE_SCHEME, PRIVATE_SCHEME_NAME
 
 MANUFACTURER = "cementscan"
@@ -60,7 +60,7 @@ def fill_blank_uids(datasets: Sequence[Dataset]) -> list[Dataset]:
     out: list[Dataset] = []
     for ds in datasets:
         ds = copy.deepcopy(ds)
-        series_uid = _series_key(ds)[1]
+        series_uid = series_key(ds)[1]
         if _blank(ds, "SeriesInstanceUID"):
             ds.SeriesInstanceUID = series_uid
         if _blank(ds, "StudyInstanceUID"):
