@@ -43,6 +43,11 @@ def test_two_series_study_gives_one_findings_file_and_a_label_map_per_series(
         in_map = set(np.unique(sitk.GetArrayFromImage(labels))) - {0}
         assert in_map == {f["id"] for f in data["findings"] if f["series_index"] == n}
     assert not (tmp_path / "cement_labels.nii.gz").exists()
+    # One cast seen by both series is one IVC leak, not cut into vein pieces where the coarse
+    # IVC mask is narrower than the cast, and not counted twice across the series.
+    truth = json.loads((dicom_study / "truth.json").read_text())["summary"]
+    assert data["summary"]["leaks"] == truth["leaks"] == {"paravertebral_vein": 1, "ivc": 1}
+    assert data["summary"]["ivc"]["cranial_extent_level"] == truth["ivc"]["cranial_extent_level"]
 
 
 def test_anatomy_none_is_said_and_keeps_every_candidate(

@@ -67,6 +67,11 @@ AZYGOS_PRIOR_DY_MM = (-50.0, -5.0)
 CAST_MIN_LENGTH_MM = 15.0  # a venous cast fills its vein over at least this length
 CAST_CATEGORIES = ("ivc", "azygos", "svc")
 BRANCH_MIN_LENGTH_MM = 10.0  # a tube this long beside a cast is a vein of its own
+# Cement running alongside a cast, each slice of it this close (in-plane) to the cast's own
+# centre at that height or just beyond its end, is the cast where a coarse vein mask is
+# narrower than the lumen; a tributary leaves the cast's axis.
+SLEEVE_MAX_OFFSET_MM = 10.0
+SLEEVE_Z_REACH_MM = 12.0
 # Less cement than this in a vertebral body mask is a tract grazing the mask's edge: augmentation
 # leaves millilitres (clinical-evidence.md §5.1: 3.7-4.5 ml per vertebra in VERTOS II).
 INTRAVERTEBRAL_MIN_PIECE_ML = 0.5
@@ -364,6 +369,10 @@ def _absorber(n: int, pieces: list[_Piece], ctx: _Context) -> int | None:
     neighbours = sorted(piece.neighbours, key=lambda m: -len(pieces[m].lps_mm))
     volume_ml = len(piece.lps_mm) * ctx.volume.voxel_volume_ml
     cats = {m: pieces[m].category for m in neighbours}
+    if piece.code == UNASSIGNED:
+        for m in neighbours:
+            if cats[m] in CAST_CATEGORIES and _runs_along(piece, pieces[m]):
+                return m
     if piece.code == UNASSIGNED and len(neighbours) == 1 and cats[neighbours[0]] in CAST_CATEGORIES:
         length_mm, _ = _extents_mm(piece.lps_mm, _voxel_mm(ctx.volume))
         branch = shape_name(length_mm, volume_ml) == "linear" and length_mm >= BRANCH_MIN_LENGTH_MM
@@ -389,6 +398,26 @@ def _absorber(n: int, pieces: list[_Piece], ctx: _Context) -> int | None:
         if body and leak and volume_ml <= len(pieces[leak[0]].lps_mm) * ctx.volume.voxel_volume_ml:
             return leak[0]
     return None
+
+
+def _runs_along(piece: _Piece, cast: _Piece) -> bool:
+    """Whether every slice of ``piece`` lies within SLEEVE_MAX_OFFSET_MM (in-plane) of the
+    centre of ``cast`` at the nearest height the cast reaches (within SLEEVE_Z_REACH_MM)."""
+    cast_z = np.round(cast.lps_mm[:, 2], 1)
+    heights, inverse = np.unique(cast_z, return_inverse=True)
+    counts = np.bincount(inverse).astype(float)
+    centres = np.stack(
+        [np.bincount(inverse, weights=cast.lps_mm[:, a]) / counts for a in (0, 1)], axis=1
+    )
+    piece_z = np.round(piece.lps_mm[:, 2], 1)
+    for z in np.unique(piece_z):
+        nearest = int(np.argmin(np.abs(heights - z)))
+        if abs(heights[nearest] - z) > SLEEVE_Z_REACH_MM:
+            return False
+        inplane = piece.lps_mm[piece_z == z, :2].mean(axis=0)
+        if float(np.hypot(*(inplane - centres[nearest]))) > SLEEVE_MAX_OFFSET_MM:
+            return False
+    return True
 
 
 def _contacts(piece_map: np.ndarray, n_pieces: int) -> dict[tuple[int, int], int]:

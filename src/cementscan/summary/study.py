@@ -70,7 +70,9 @@ def duplicates(findings: Sequence[Finding], series: Sequence[SeriesCoverage]) ->
 
     Two findings are one object when they come from different series that share a frame of
     reference, have the same category and their bounding boxes overlap (within
-    DEDUPE_MARGIN_MM) — the series overlap in z just there.
+    DEDUPE_MARGIN_MM) — the series overlap in z just there. A series without a frame of
+    reference UID (NIfTI, NRRD, MetaImage) is taken to share the study's scanner coordinates:
+    the files were given as one study.
     """
     frame = {s.series_index: s.frame_of_reference_uid for s in series}
     parent = {f.id: f.id for f in findings}
@@ -86,7 +88,7 @@ def duplicates(findings: Sequence[Finding], series: Sequence[SeriesCoverage]) ->
             if a.series_index == b.series_index or a.category != b.category:
                 continue
             fa, fb = frame.get(a.series_index), frame.get(b.series_index)
-            if fa is None or fa != fb or not _boxes_touch(a, b):
+            if (fa is not None and fb is not None and fa != fb) or not _boxes_touch(a, b):
                 continue
             ra, rb = find(a.id), find(b.id)
             if ra != rb:
