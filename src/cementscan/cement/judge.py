@@ -40,6 +40,7 @@ LUNG_LINEAR_MIN_LENGTH_MM = 10.0
 FOCUS_MM = 3.0
 MAX_PV_GAIN = 2.0
 SMALL_FOCUS_ML = 0.06
+LONE_FOCUS_MAX_VESSEL_FRAC = 0.4
 # On an enhanced scan, a large dense column in soft tissue, not embedded in bone, is undiluted
 # contrast in a vein (chest-cta SVC: ~10 mL at 1,300-3,071 HU); venous cement casts arrive
 # through a vertebra's veins and are a few mL (clinical-evidence.md §2.2). Anatomy, when present,
@@ -90,7 +91,9 @@ def judge(
             )
         # A focus smaller than the slice is partial-volumed by about FOCUS_MM / slice: corrected,
         # a small embolus reads as dense as cement again, a calcified granuloma (calcium, at most
-        # cortex-dense) still does not.
+        # cortex-dense) still does not. The correction starts from this scan's own vessel level,
+        # so on an enhanced scan iodine (never denser than its vessels) stays below the seed.
+        # A focus half embedded in soft tissue is not a lone lung focus (mediastinum, wall).
         gain = float(np.clip(spacing_mm[2] / FOCUS_MM, 1.0, MAX_PV_GAIN))
         corrected = cal.lung_vessel_hu + (dense_p90 - cal.lung_vessel_hu) * gain
         small = candidate.volume_ml <= SMALL_FOCUS_ML
@@ -98,7 +101,7 @@ def judge(
             small
             and gain > 1.0
             and corrected >= cal.seed_hu
-            and cal.lung_vessel_hu < OPACIFIED_VESSEL_HU
+            and f["vessel_frac"] <= LONE_FOCUS_MAX_VESSEL_FRAC
         ):
             return replace(candidate, confidence=0.45, kind="lung_partial_volume")
         return replace(candidate, confidence=0.0, kind="lung_round_calcific")
