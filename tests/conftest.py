@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from postgres import PostgresServer, postgres_bin_dir
 
 from cementscan.cli.main import main
 
@@ -48,3 +50,43 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
         return CliRun(code, captured.out, captured.err)
 
     return run
+
+
+# --- cohort: a real findings.json and the results-database backends ----------------------------
+
+
+@pytest.fixture(scope="session")
+def all_leaks_document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """findings.json of ``analyze`` on a small all-leaks phantom (4 mm pixels, 5 mm slices): every
+    summary part filled, findings of several categories; about 10 s, once per session."""
+    from cementscan.pipeline import AnalysisOptions, analyze
+
+    folder = tmp_path_factory.mktemp("all-leaks")
+    args = ["--preset", "all-leaks", "--pixel-mm", "4", "--slice-mm", "5", "--no-png"]
+    assert main(["phantom", "--out", str(folder), *args]) == 0
+    document: dict[str, Any] = analyze([folder / "ct.nii.gz"], AnalysisOptions()).document.to_dict()
+    return document
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on a local port for the session; skipped only when Debian's server
+    binaries are missing (tools/install-test-deps.sh installs them)."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql")
+    server = PostgresServer(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def results_db_url(request: pytest.FixtureRequest) -> str | None:
+    """``--db`` for each backend: None (OUTDIR/cementscan.sqlite) or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()

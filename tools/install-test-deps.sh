@@ -1,11 +1,13 @@
 #!/bin/sh
 # Debian packages the test suite needs beyond Python: dciodvfy (dicom3tools) checks the DICOM
-# SEG/SR/SC outputs against the standard; chromium renders report.html (screenshots, PDF).
+# SEG/SR/SC outputs against the standard; chromium renders report.html (screenshots, PDF);
+# postgresql's server binaries (initdb, pg_ctl) run the results-database tests' own server.
 # Idempotent and quiet: prints one line only when it installs something or fails.
 set -eu
 missing=""
 command -v dciodvfy >/dev/null 2>&1 || missing="$missing dicom3tools"
 [ -x /usr/bin/chromium ] || missing="$missing chromium"
+[ -n "$(ls /usr/lib/postgresql/*/bin/postgres 2>/dev/null)" ] || missing="$missing postgresql"
 [ -n "$missing" ] || exit 0
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

@@ -8,10 +8,21 @@ import sys
 from collections.abc import Sequence
 
 from cementscan import __version__
-from cementscan.cli import analyze, anatomy, demo, info, insert, phantom, report
+from cementscan.cli import (
+    analyze,
+    anatomy,
+    batch,
+    cohort,
+    demo,
+    export,
+    info,
+    insert,
+    phantom,
+    report,
+)
 from cementscan.errors import CementscanError, InputError
 
-COMMANDS = (analyze, report, anatomy, info, phantom, insert, demo)
+COMMANDS = (analyze, report, anatomy, info, phantom, insert, demo, batch, cohort, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""The results database's schema revisions, oldest first (Alembic skips this file)."""
