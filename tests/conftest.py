@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +52,17 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
         return CliRun(code, captured.out, captured.err)
 
     return run
+
+
+def run_cli(*args: str | Path) -> tuple[int, str, str]:
+    """``cementscan ARGS`` in this process (module-scoped fixtures cannot use capsys)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
 
 
 # --- cohort: a real findings.json and the results-database backends ----------------------------

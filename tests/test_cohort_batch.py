@@ -3,8 +3,6 @@ failures recorded (bad input, timeout, crash), symptoms by CSV, and the Dask clu
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -18,8 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
-from cementscan.cli.main import main
 from cementscan.cohort.batch import read_symptoms_csv
 from cementscan.cohort.database import DEFAULT_DB_FILE, ResultsDatabase
 from cementscan.cohort.discover import discover_studies
@@ -44,17 +42,6 @@ TEST_PRESETS = ("canal-leak", "reference-case", "thoracic-azygos", "right-heart"
 KILL_AFTER_RECORDED = 2
 # Differ between runs of the same study: not part of the comparison of two databases.
 VOLATILE_EXTRA = ("output_dir", "host", "duration_s", "analysed_at", "run_id")
-
-
-def run_cli(*args: str | Path) -> tuple[int, str, str]:
-    """``cementscan ARGS`` in this process (module-scoped fixtures cannot use capsys)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue(), err.getvalue()
 
 
 def markers(out_dir: Path) -> dict[str, dict[str, Any]]:
