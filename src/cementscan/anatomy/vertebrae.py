@@ -74,6 +74,10 @@ RING_MIN_PEAKS = 4
 PEDICLE_COST = 2.0  # per pedicle too many (merged bodies) or missing (a split body) in a link
 # --- body, disc and canal masks ---------------------------------------------------------------
 BODY_EDGE_FRACTION = 0.5  # body edge: half-way between soft tissue and the body's own HU
+# The body's own HU is its bone's (cement excluded, and counted up to cancellous bone's
+# +300..+400, clinical-evidence.md §4): a body filled with cement (1,200-3,000 HU) would
+# otherwise put its edge at the cement's and shrink the mask of exactly the treated bodies.
+TRABECULAR_MAX_HU = 400.0
 SOFT_TISSUE_HU = 40.0
 BODY_MAX_DEPTH_MM = 60.0
 BODY_MIN_DEPTH_MM = 12.0
@@ -183,8 +187,11 @@ def disc_profile(
         ray = midline[i, body_start:]
         # The front is where the body's own (core) brightness, not its cortex's, falls half-way
         # to soft tissue.
-        interior = float(np.median(ray[: int(CORE_SAMPLE_MM / step)])) if len(ray) else 0.0
-        level = SOFT_TISSUE_HU + BODY_EDGE_FRACTION * (max(interior, 150.0) - SOFT_TISSUE_HU)
+        sample = ray[: int(CORE_SAMPLE_MM / step)]
+        sample = sample[sample < TRABECULAR_MAX_HU]  # the body's own bone, not cement
+        interior = float(np.median(sample)) if len(sample) else 0.0
+        interior = float(np.clip(interior, 150.0, TRABECULAR_MAX_HU))
+        level = SOFT_TISSUE_HU + BODY_EDGE_FRACTION * (interior - SOFT_TISSUE_HU)
         below = np.flatnonzero(ray[3:] < level)
         depth = (below[0] + 3) if len(below) else len(ray)
         stop = body_start + max(int(depth) - CORE_CORTEX_MARGIN, 3)
@@ -539,8 +546,10 @@ def _body_ellipse(
     start = int(np.searchsorted(v_mm, canal_front_mm))
     stop = int(np.searchsorted(v_mm, canal_front_mm + BODY_MAX_DEPTH_MM))
     core = ray[start + 2 : start + 8]
+    bone = core[core < TRABECULAR_MAX_HU]  # the body's own bone, not cement or its rim
+    interior = float(np.median(bone)) if len(bone) else 0.0
     level = SOFT_TISSUE_HU + BODY_EDGE_FRACTION * (
-        max(float(np.median(core)) if len(core) else 0.0, 150.0) - SOFT_TISSUE_HU
+        float(np.clip(interior, 150.0, TRABECULAR_MAX_HU)) - SOFT_TISSUE_HU
     )
     front = stop
     for index in range(start + int(BODY_MIN_DEPTH_MM / step), min(stop, len(ray))):

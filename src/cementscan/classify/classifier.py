@@ -75,6 +75,13 @@ SLEEVE_Z_REACH_MM = 12.0
 # Less cement than this in a vertebral body mask is a tract grazing the mask's edge: augmentation
 # leaves millilitres (clinical-evidence.md §5.1: 3.7-4.5 ml per vertebra in VERTOS II).
 INTRAVERTEBRAL_MIN_PIECE_ML = 0.5
+# A coarse body mask can be smaller than the body: cement touching a body's fill whose centroid
+# lies within this fraction of the body's equivalent radius of its axis (in-plane) and within
+# its height is more of the same fill. A leak lies at or beyond the cortex (radius 1).
+BODY_CORE_FRACTION = 0.75
+# Cement this close (in-plane) to the canal centerline lies in the canal whatever a coarse canal
+# mask says: the lumbar canal is ~15-20 mm across.
+CANAL_PRIOR_RADIUS_MM = 7.0
 CAST_MIN_PIECE_ML = 0.05
 PULMONARY_NEIGHBOURS = ("pulmonary_artery", "right_heart", "other")
 # Mediastinal pulmonary arteries (outside the lung masks): within this of a hilum.
@@ -171,6 +178,7 @@ class _Context:
             n.startswith("vertebral_body_") for n in anatomy.masks
         )
         self.spine_z: tuple[float, float] | None = None
+        self._bodies: dict[str, tuple[np.ndarray, float, tuple[float, float]] | None] = {}
         if anatomy is not None and anatomy.vertebrae:
             self.spine_z = (
                 min(v.z_range_mm[0] for v in anatomy.vertebrae),
@@ -186,6 +194,26 @@ class _Context:
         if self._bone is None:  # computed only when some finding needs it
             self._bone = bone_midline(self.volume)
         return self._bone
+
+    def body_axis(self, mask_name: str) -> tuple[np.ndarray, float, tuple[float, float]] | None:
+        """A body mask's in-plane centre (x, y), equivalent radius and z-range, all in mm."""
+        if mask_name not in self._bodies:
+            assert self.anatomy is not None
+            mask = self.anatomy.masks.get(mask_name)
+            if mask is None or not mask.any():
+                self._bodies[mask_name] = None
+            else:
+                grid = self.anatomy.grid
+                lps = grid.to_lps(np.argwhere(mask))
+                slices = max(len(np.unique(lps[:, 2])), 1)
+                area_mm2 = len(lps) * grid.spacing_mm**2 / slices
+                z = (float(lps[:, 2].min()), float(lps[:, 2].max()))
+                self._bodies[mask_name] = (
+                    lps[:, :2].mean(axis=0),
+                    float(np.sqrt(area_mm2 / np.pi)),
+                    z,
+                )
+        return self._bodies[mask_name]
 
     def has(self, name: str) -> bool:
         return self.anatomy is not None and name in self.anatomy.masks
@@ -377,6 +405,10 @@ def _absorber(n: int, pieces: list[_Piece], ctx: _Context) -> int | None:
         length_mm, _ = _extents_mm(piece.lps_mm, _voxel_mm(ctx.volume))
         branch = shape_name(length_mm, volume_ml) == "linear" and length_mm >= BRANCH_MIN_LENGTH_MM
         return None if branch else neighbours[0]
+    if piece.code in (UNASSIGNED, BONE) and piece.category != "epidural":
+        for m in neighbours:
+            if cats[m] == "intravertebral" and _in_body_core(piece, pieces[m], ctx):
+                return m
     if piece.category == "intravertebral" and volume_ml < INTRAVERTEBRAL_MIN_PIECE_ML:
         larger_fill = any(
             p.category == "intravertebral" and len(p.lps_mm) > len(piece.lps_mm) for p in pieces
@@ -398,6 +430,17 @@ def _absorber(n: int, pieces: list[_Piece], ctx: _Context) -> int | None:
         if body and leak and volume_ml <= len(pieces[leak[0]].lps_mm) * ctx.volume.voxel_volume_ml:
             return leak[0]
     return None
+
+
+def _in_body_core(piece: _Piece, body: _Piece, ctx: _Context) -> bool:
+    """Whether ``piece`` lies in the core of the body whose fill ``body`` is (BODY_CORE_FRACTION)."""
+    axis = None if body.mask_name is None else ctx.body_axis(body.mask_name)
+    if axis is None:
+        return False
+    centre_xy, radius_mm, (z_low, z_high) = axis
+    centroid = piece.lps_mm.mean(axis=0)
+    inplane_mm = float(np.hypot(*(centroid[:2] - centre_xy)))
+    return inplane_mm <= BODY_CORE_FRACTION * radius_mm and z_low <= centroid[2] <= z_high
 
 
 def _runs_along(piece: _Piece, cast: _Piece) -> bool:
@@ -543,6 +586,9 @@ def _name_unassigned(
         in_spine_z = ctx.spine_z is not None and (
             ctx.spine_z[0] - SPINE_Z_MARGIN_MM <= z <= ctx.spine_z[1] + SPINE_Z_MARGIN_MM
         )
+        if in_spine_z and np.hypot(dx, dy) <= CANAL_PRIOR_RADIUS_MM:
+            piece.category, piece.basis = "epidural", "prior"
+            return
         if (
             not ctx.has("ivc")
             and _within(dx, IVC_PRIOR_DX_MM)
