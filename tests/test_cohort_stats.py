@@ -523,4 +523,4 @@ def test_cohort_command_reads_the_results_database(
         assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
     assert list(empty.iterdir()) == []  # no database was created in passing
     result = cli("cohort", out, "--db", f"sqlite:///{tmp_path / 'nothing.sqlite'}")
-    assert result.code == 2 and "no such SQLite" in result.err
+    assert result.code == 2 and "no results database" in result.err

@@ -9,11 +9,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cementscan.errors import InputError
+
 
 def _default_file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def output_folder(path: str | Path, *, create: bool = True) -> Path:
+    """``path`` as an output folder (created unless ``create`` is False): an InputError when it
+    is a file or cannot be created."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError("output path exists and is not a folder", out)
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the output folder ({exc.strerror})", out) from None
+    return out
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import numpy as np
 
 from cementscan import __version__
 from cementscan.anatomy import Anatomy, compute_anatomy
-from cementscan.atomic import staged_folder
+from cementscan.atomic import output_folder, staged_folder
 from cementscan.cement import find_cement
 from cementscan.classify import classify_candidates
 from cementscan.clinical import suggest_management
@@ -186,13 +186,7 @@ def write_outputs(
     Everything is written into a staging folder inside ``out_dir`` and renamed into place only
     when all of it was written; an input file is never overwritten.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError("output path exists and is not a folder", out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the output folder ({exc.strerror})", out) from None
+    out = output_folder(out_dir)
     label_names = label_file_names(len(result.label_maps))
     inputs = {Path(v.source.path).resolve() for v in result.study.volumes}
     for name in ["findings.json", *label_names]:

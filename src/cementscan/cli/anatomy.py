@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cementscan.atomic import staged_folder
-from cementscan.errors import InputError
+from cementscan.atomic import output_folder, staged_folder
 from cementscan.io import load_volume, write_labels
 
 
@@ -35,10 +34,7 @@ def run(args: argparse.Namespace) -> int:
     volume = load_volume(args.input)
     masks = Path(args.anatomy_masks) if args.anatomy_masks else None
     anatomy = compute_anatomy(volume, masks_path=masks)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError("output path exists and is not a folder", out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out)
     labels, names = label_map(anatomy)
     written: list[Path] = []
     with staged_folder(out, written) as staging:

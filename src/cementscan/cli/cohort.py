@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from cementscan.errors import InputError
 
 
@@ -28,32 +25,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _check_database_exists(db_url: str | None, out_dir: Path) -> None:
-    """An SQLite database must already exist: opening one would create an empty database."""
-    from cementscan.cohort.database import DEFAULT_DB_FILE
-
-    if db_url is None:
-        if not (out_dir / DEFAULT_DB_FILE).is_file():
-            raise InputError(f"no results database ({DEFAULT_DB_FILE}) here", out_dir)
-        return
-    try:
-        url = make_url(db_url)
-    except ArgumentError:
-        raise InputError("--db: not a database URL") from None  # not echoed: may hold a password
-    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).is_file()):
-        raise InputError("no such SQLite results database", url.database or db_url)
-
-
 def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     if args.db is None and not out_dir.is_dir():
         raise InputError("no such folder", out_dir)
-    _check_database_exists(args.db, out_dir)
     from cementscan.cohort.cohort_report import write_cohort_report
     from cementscan.cohort.database import ResultsDatabase
     from cementscan.cohort.stats import overview
 
-    database = ResultsDatabase.open(args.db, out_dir)
+    database = ResultsDatabase.open_existing(args.db, out_dir)
     try:
         records = database.load_cohort()
     finally:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cementscan.errors import InputError
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -33,18 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: SQLAlchemy and Alembic are not needed by the other commands' start-up.
-    from cementscan.cohort.database import DEFAULT_DB_FILE, ResultsDatabase
+    from cementscan.cohort.database import ResultsDatabase
     from cementscan.cohort.export import export_csv
 
     out_dir: Path = args.out_dir
-    # Checked first: opening a missing SQLite file would create an empty database.
-    if args.db is None and not (out_dir / DEFAULT_DB_FILE).is_file():
-        raise InputError(
-            f"no results database ({DEFAULT_DB_FILE}); run `cementscan batch` into this folder "
-            "first, or give --db",
-            out_dir,
-        )
-    with ResultsDatabase.open(args.db, out_dir) as db:
+    with ResultsDatabase.open_existing(args.db, out_dir) as db:
         written = export_csv(db, out_dir)
     for path, rows in written.items():
         print(f"wrote {path} ({rows} rows)")

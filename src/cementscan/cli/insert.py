@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cementscan.atomic import output_folder
 from cementscan.errors import InputError
 
 
@@ -69,9 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed {args.seed} must be non-negative")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError("output exists and is not a folder", path=out)
+    out = output_folder(args.out, create=False)
     spec = InsertSpec.from_json(args.spec)
     result = insert_cement(args.input, spec, labels=_label_files(args), seed=args.seed)
     for path in write_insert(result, out):

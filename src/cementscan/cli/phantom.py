@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cementscan.atomic import output_folder
 from cementscan.errors import InputError
 
 
@@ -76,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
         spec = preset_spec(
             args.preset or "reference-case", seed=args.seed, slice_mm=args.slice_mm, **overrides
         )
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError("output exists and is not a folder", path=out)
+    out = output_folder(args.out, create=False)
     phantom = make_phantom(spec)
     for path in write_phantom(phantom, out, dicom=args.dicom, png=not args.no_png):
         if path.parent.name.startswith("series_") and not path.name.endswith("_0000.dcm"):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from tqdm import tqdm
 
 from cementscan import __version__
+from cementscan.atomic import output_folder
 from cementscan.clinical import parse_symptoms
 from cementscan.cohort.discover import Discovery, discover_studies
 from cementscan.cohort.records import STATUSES, StudyInput, StudyOutcome
@@ -97,7 +98,7 @@ def run_batch(config: BatchConfig, out: TextIO | None = None) -> BatchResult:
         raise InputError("not a folder" if config.root.exists() else "no such folder", config.root)
     client = connect_cluster(config.cluster) if config.cluster else None
     try:
-        out_dir = _prepare_out_dir(config.out_dir)
+        out_dir = output_folder(config.out_dir).resolve()
         if out_dir == config.root.resolve():
             raise InputError("the output folder must not be ROOT itself", config.out_dir)
         discovery = discover_studies(config.root, exclude=[out_dir])
@@ -117,16 +118,6 @@ def _check_config(config: BatchConfig) -> None:
         raise InputError(f"--timeout {config.timeout_s:g} must be a positive number of seconds")
     if config.workers is not None and config.cluster:
         raise InputError("--workers is for local runs; a --cluster has its own workers")
-
-
-def _prepare_out_dir(out_dir: Path) -> Path:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("output path exists and is not a folder", out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the output folder ({exc.strerror})", out_dir) from None
-    return out_dir.resolve()
 
 
 def _run(

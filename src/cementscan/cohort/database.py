@@ -67,6 +67,20 @@ class ResultsDatabase:
         self._engine = engine
 
     @classmethod
+    def open_existing(cls, db_url: str | None, out_dir: Path) -> ResultsDatabase:
+        """Open a database that ``cementscan batch`` wrote; a missing SQLite file is an
+        InputError (opening it would create an empty database)."""
+        url = database_url(db_url, out_dir)
+        if url.get_backend_name() == "sqlite" and not Path(str(url.database)).is_file():
+            where = out_dir if db_url is None else url.database
+            raise InputError(
+                f"no results database ({Path(str(url.database)).name}); run `cementscan batch` "
+                "into this folder first, or give --db",
+                where,
+            )
+        return cls.open(db_url, out_dir)
+
+    @classmethod
     def open(cls, db_url: str | None, out_dir: Path) -> ResultsDatabase:
         """Open (and create or upgrade) the database; a bad URL or an unreachable server is an
         InputError."""

@@ -35,6 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from cementscan.atomic import output_folder
 from cementscan.errors import InputError
 from cementscan.io import CTVolume, load_volume, write_labels, write_volume
 from cementscan.synth.cement import (
@@ -1381,10 +1382,7 @@ def write_insert(result: InsertResult, out: str | Path) -> list[Path]:
     """Write DIR/ct.nii.gz, DIR/truth_labels.nii.gz and DIR/truth.json atomically."""
     from cementscan.findings.io import write_json_atomic
 
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("output exists and is not a folder", path=out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out)
     return [
         write_volume(result.ct, out_dir / "ct.nii.gz"),
         write_labels(result.truth_labels, result.ct, out_dir / "truth_labels.nii.gz"),
