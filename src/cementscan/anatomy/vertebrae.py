@@ -187,11 +187,7 @@ def disc_profile(
         ray = midline[i, body_start:]
         # The front is where the body's own (core) brightness, not its cortex's, falls half-way
         # to soft tissue.
-        sample = ray[: int(CORE_SAMPLE_MM / step)]
-        sample = sample[sample < TRABECULAR_MAX_HU]  # the body's own bone, not cement
-        interior = float(np.median(sample)) if len(sample) else 0.0
-        interior = float(np.clip(interior, 150.0, TRABECULAR_MAX_HU))
-        level = SOFT_TISSUE_HU + BODY_EDGE_FRACTION * (interior - SOFT_TISSUE_HU)
+        level = _body_edge_level(ray[: int(CORE_SAMPLE_MM / step)])
         below = np.flatnonzero(ray[3:] < level)
         depth = (below[0] + 3) if len(below) else len(ray)
         stop = body_start + max(int(depth) - CORE_CORTEX_MARGIN, 3)
@@ -532,6 +528,15 @@ def _bone_end(
 # --- masks -----------------------------------------------------------------------------------
 
 
+def _body_edge_level(core_hu: np.ndarray) -> float:
+    """The HU where a body ends: half-way from soft tissue to its own bone, read on core samples
+    below TRABECULAR_MAX_HU (not the cement in a treated body or its partial-volume rim)."""
+    bone = core_hu[core_hu < TRABECULAR_MAX_HU]
+    interior = float(np.median(bone)) if len(bone) else 0.0
+    interior = float(np.clip(interior, 150.0, TRABECULAR_MAX_HU))
+    return SOFT_TISSUE_HU + BODY_EDGE_FRACTION * (interior - SOFT_TISSUE_HU)
+
+
 def _body_ellipse(
     mean_hu: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray, canal_front_mm: float
 ) -> tuple[float, float, float]:
@@ -545,12 +550,7 @@ def _body_ellipse(
     step = float(v_mm[1] - v_mm[0])
     start = int(np.searchsorted(v_mm, canal_front_mm))
     stop = int(np.searchsorted(v_mm, canal_front_mm + BODY_MAX_DEPTH_MM))
-    core = ray[start + 2 : start + 8]
-    bone = core[core < TRABECULAR_MAX_HU]  # the body's own bone, not cement or its rim
-    interior = float(np.median(bone)) if len(bone) else 0.0
-    level = SOFT_TISSUE_HU + BODY_EDGE_FRACTION * (
-        float(np.clip(interior, 150.0, TRABECULAR_MAX_HU)) - SOFT_TISSUE_HU
-    )
+    level = _body_edge_level(ray[start + 2 : start + 8])
     front = stop
     for index in range(start + int(BODY_MIN_DEPTH_MM / step), min(stop, len(ray))):
         if ray[index] < level:

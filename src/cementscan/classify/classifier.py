@@ -381,8 +381,11 @@ def _absorb(
 def _absorber(n: int, pieces: list[_Piece], ctx: _Context) -> int | None:
     """The piece that should absorb piece ``n``, or None. The rules:
 
-    - a cast bulge: cement outside a coarse vein mask touching only the cast inside it, not
-      running away from it as a tube, is the same cast;
+    - a cast sleeve or bulge: cement outside a coarse vein mask running alongside the cast
+      (_runs_along), or touching only the cast and not running away from it as a tube, is the
+      same cast;
+    - a body's core: cement touching a body's fill near the body's axis is that fill
+      (_in_body_core: a coarse body mask smaller than the body);
     - a vertebral-body sliver: less cement than any augmentation leaves in a body (a tract
       grazing the next body's mask edge) belongs to the piece it touches;
     - an impossible embolus: lung-mask cement touching spinal or paravertebral cement is that
@@ -397,14 +400,15 @@ def _absorber(n: int, pieces: list[_Piece], ctx: _Context) -> int | None:
     neighbours = sorted(piece.neighbours, key=lambda m: -len(pieces[m].lps_mm))
     volume_ml = len(piece.lps_mm) * ctx.volume.voxel_volume_ml
     cats = {m: pieces[m].category for m in neighbours}
-    if piece.code == UNASSIGNED:
-        for m in neighbours:
-            if cats[m] in CAST_CATEGORIES and _runs_along(piece, pieces[m]):
+    casts = [m for m in neighbours if cats[m] in CAST_CATEGORIES]
+    if piece.code == UNASSIGNED and casts:
+        for m in casts:  # a sleeve, whatever else it touches
+            if _runs_along(piece, pieces[m]):
                 return m
-    if piece.code == UNASSIGNED and len(neighbours) == 1 and cats[neighbours[0]] in CAST_CATEGORIES:
-        length_mm, _ = _extents_mm(piece.lps_mm, _voxel_mm(ctx.volume))
-        branch = shape_name(length_mm, volume_ml) == "linear" and length_mm >= BRANCH_MIN_LENGTH_MM
-        return None if branch else neighbours[0]
+        if len(neighbours) == 1:  # a bulge, unless it runs away from the cast as a tube
+            length_mm, _ = _extents_mm(piece.lps_mm, _voxel_mm(ctx.volume))
+            linear = shape_name(length_mm, volume_ml) == "linear"
+            return None if linear and length_mm >= BRANCH_MIN_LENGTH_MM else casts[0]
     if piece.code in (UNASSIGNED, BONE) and piece.category != "epidural":
         for m in neighbours:
             if cats[m] == "intravertebral" and _in_body_core(piece, pieces[m], ctx):
