@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -60,9 +61,12 @@ def main() -> None:
         if not args.skip_chest_cta and chest.exists():
             cases.append(("chest-cta 512x512x133", [str(chest)]))
         for label, inputs in cases:
+            load_before = os.getloadavg()[0]
             timing, detail = bench(label, inputs, root, args.runs)
             print(timing.line(), flush=True)
-            print(detail, flush=True)
+            # Other work on these shared 2-core machines slows every figure: say how busy it was.
+            load = f"machine load (1-min average) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+            print(f"{detail}\n    {load}", flush=True)
 
 
 if __name__ == "__main__":

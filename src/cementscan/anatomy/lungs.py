@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from cementscan.anatomy.body import IN_PLANE, fill_holes
 from cementscan.anatomy.grid import WorkGrid, labels_to_volume
 from cementscan.anatomy.model import LungInfo
 from cementscan.io.volume import CTVolume
@@ -44,6 +45,9 @@ REFERENCE_LUNG_ML = 2500.0  # adult lung the radius above refers to
 MEDIAL_DISCOUNT = 0.5  # displacement toward the mediastinum counts half: the trunk is central
 
 LUNG_LABELS = {"lung_right": 1, "lung_left": 2}
+# Component labels counted with np.bincount are made as intp: bincount would otherwise convert a
+# whole-grid int32 label array first, which costs more than the count.
+LABEL_DTYPE = np.intp
 _BAND_CODE = 10  # label + this marks a voxel of the edge band in lung_labels_native
 
 
@@ -63,34 +67,12 @@ class LungResult:
 
 
 def _label_means(labels: np.ndarray, count: int, values: np.ndarray) -> np.ndarray:
-    """Mean of ``values`` per label 1..count (np.bincount: much faster than ndimage.mean)."""
+    """Share of True ``values`` per label 1..count (np.bincount: much faster than ndimage.mean;
+    the labels at the True voxels are counted, the same sums as float weights)."""
     flat = labels.ravel()
-    inside = flat > 0  # labelled voxels are a small part of the grid: skip the rest
-    flat = flat[inside]
     sizes = np.bincount(flat, minlength=count + 1)[1:].astype(float)
-    weights = values.ravel()[inside].astype(np.float64)
-    sums = np.bincount(flat, weights=weights, minlength=count + 1)[1:]
-    return sums / np.maximum(sizes, 1.0)
-
-
-_IN_PLANE = np.zeros((3, 3, 3), bool)
-_IN_PLANE[:, :, 1] = ndimage.generate_binary_structure(2, 1)
-
-
-def fill_holes(mask: np.ndarray, axial_only: bool = False) -> np.ndarray:
-    """Fill holes in 3-D or in every axial slice at once, by labelling the background (one
-    labelling pass instead of ndimage.binary_fill_holes' iterated dilations)."""
-    structure = _IN_PLANE if axial_only else None
-    background, count = ndimage.label(~mask, structure=structure)
-    if count == 0:
-        return mask.copy()
-    outside = np.zeros(count + 1, bool)
-    border_axes = (0, 1) if axial_only else (0, 1, 2)
-    for axis in border_axes:
-        for end in (0, -1):
-            outside[np.unique(np.take(background, end, axis=axis))] = True
-    outside[0] = False
-    return ~outside[background]
+    hits = np.bincount(flat[values.ravel()], minlength=count + 1)[1:].astype(float)
+    return hits / np.maximum(sizes, 1.0)
 
 
 def _ball(radius_vox: int) -> np.ndarray:
@@ -100,11 +82,14 @@ def _ball(radius_vox: int) -> np.ndarray:
 
 
 def _bbox(mask: np.ndarray, margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    slices = ndimage.find_objects(mask.astype(np.uint8))[0]
-    assert slices is not None
+    """The bounding box of ``mask``'s voxels (it has some) grown by ``margin``, within ``shape``."""
+    ends = []
+    for axis in range(mask.ndim):
+        along = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        ends.append((int(along[0]), int(along[-1]) + 1))
     return tuple(
-        slice(max(s.start - margin, 0), min(s.stop + margin, n))
-        for s, n in zip(slices, shape, strict=True)
+        slice(max(start - margin, 0), min(stop + margin, n))
+        for (start, stop), n in zip(ends, shape, strict=True)
     )
 
 
@@ -130,7 +115,7 @@ def _candidate_air(grid: WorkGrid, body: np.ndarray) -> np.ndarray:
     inside = air & body
     outside = air & ~body
     if outside.any():
-        labels, count = ndimage.label(outside)
+        labels, count = ndimage.label(outside, output=LABEL_DTYPE)
         if count:
             gas = _label_means(labels, count, grid.hu < PURE_GAS_HU)
             keep = np.zeros(count + 1, bool)
@@ -146,7 +131,7 @@ def _lung_components(air: np.ndarray, grid: WorkGrid) -> np.ndarray:
     aerated piece cut by the top of the scan (a lung base in an abdominal CT). Bowel gas is
     40-60 % pure gas on 2 mm voxels, aerated lung almost none.
     """
-    labels, count = ndimage.label(air)
+    labels, count = ndimage.label(air, output=LABEL_DTYPE)
     if count == 0:
         return np.zeros(air.shape, bool)
     voxel_ml = grid.spacing_mm**3 / 1000.0
@@ -172,14 +157,20 @@ def _find_airways(air: np.ndarray, grid: WorkGrid, midline_x: np.ndarray) -> np.
     connect in 3-D to a trachea-like piece. Cross-sections that merge with lung in their slice
     (the bronchi inside the hila) stay with the lung."""
     spacing = grid.spacing_mm
-    labels, count = ndimage.label(air, structure=_IN_PLANE)  # every slice's 2-D components
+    # every slice's 2-D components
+    labels, count = ndimage.label(air, structure=IN_PLANE, output=LABEL_DTYPE)
     if count == 0:
         return np.zeros(air.shape, bool)
     flat = labels.ravel()
     areas_mm2 = np.bincount(flat, minlength=count + 1)[1:] * spacing**2
     gas_frac = _label_means(labels, count, grid.hu < PURE_GAS_HU)
-    xs = np.broadcast_to(np.arange(air.shape[0])[:, None, None], air.shape)
-    centre_x = _label_means(labels, count, xs)
+    # Mean x per component, from the labelled voxels' flat indices (no whole-grid x array).
+    inside = np.flatnonzero(flat)
+    xs = (inside // (air.shape[1] * air.shape[2])).astype(np.float64)
+    ids = flat[inside]
+    centre_x = np.bincount(ids, weights=xs, minlength=count + 1)[1:] / np.maximum(
+        np.bincount(ids, minlength=count + 1)[1:].astype(float), 1.0
+    )
     objects = ndimage.find_objects(labels)
     slice_k = np.array([o[2].start if o is not None else 0 for o in objects])
     offset_mm = np.abs(centre_x - midline_x[slice_k]) * spacing
@@ -286,7 +277,7 @@ def find_lungs(grid: WorkGrid, body: np.ndarray, volume: CTVolume | None = None)
         return LungResult()
     airways = _find_airways(lung_air, grid, midline)
     lung_air &= ~airways
-    labels, count = ndimage.label(lung_air)
+    labels, count = ndimage.label(lung_air, output=LABEL_DTYPE)
     accepted: list[np.ndarray] = []
     voxel_ml = grid.spacing_mm**3 / 1000.0
     sizes_ml = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from cementscan.anatomy.body import IN_PLANE
 from cementscan.anatomy.grid import WorkGrid
 
 ENCLOSING_BONE_HU = 200
@@ -24,25 +25,24 @@ MAX_GAP_MM = 30.0  # a longer stretch without canal ends the column (e.g. below 
 _DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
 
 
-def _shifted(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """``out[x, y] = mask[x + dx, y + dy]``, False beyond the edge."""
-    out = np.zeros_like(mask)
+def _or_shifted(out: np.ndarray, mask: np.ndarray, dx: int, dy: int) -> None:
+    """``out[x, y] |= mask[x + dx, y + dy]`` where that lies inside ``mask`` (in place)."""
     nx, ny = mask.shape[:2]
     src_x = slice(max(dx, 0), nx + min(dx, 0))
     dst_x = slice(max(-dx, 0), nx + min(-dx, 0))
     src_y = slice(max(dy, 0), ny + min(dy, 0))
     dst_y = slice(max(-dy, 0), ny + min(-dy, 0))
-    out[dst_x, dst_y] = mask[src_x, src_y]
-    return out
+    out[dst_x, dst_y] |= mask[src_x, src_y]
 
 
 def enclosure_score(bone: np.ndarray, reach_voxels: int) -> np.ndarray:
     """For every voxel, in how many of 8 in-plane directions bone lies within ``reach_voxels``."""
     score = np.zeros(bone.shape, np.uint8)
+    hit = np.empty_like(bone, dtype=bool)
     for dx, dy in _DIRECTIONS:
-        hit = np.zeros_like(bone)
+        hit[...] = False
         for step in range(1, reach_voxels + 1):
-            hit |= _shifted(bone, dx * step, dy * step)
+            _or_shifted(hit, bone, dx * step, dy * step)
         score += hit
     return score
 
@@ -50,33 +50,45 @@ def enclosure_score(bone: np.ndarray, reach_voxels: int) -> np.ndarray:
 def _slice_candidates(
     enclosed: np.ndarray, body: np.ndarray, spacing_mm: float
 ) -> list[list[tuple[float, float, float]]]:
-    """Per axial slice, the enclosed soft-tissue regions where a canal can be: (x, y, area_mm2)."""
+    """Per axial slice, the enclosed soft-tissue regions where a canal can be: (x, y, area_mm2).
+
+    All slices at once: each slice's 2-D components are labelled in one pass (no connectivity
+    across slices), so within a slice they keep the 2-D raster order; centres and areas are
+    sums of whole voxel indices, exact in float64."""
     nx, ny, nz = enclosed.shape
-    xs = np.arange(nx)[:, None]
-    ys = np.arange(ny)[None, :]
-    out: list[list[tuple[float, float, float]]] = []
-    for k in range(nz):
-        body_k = body[:, :, k]
-        found: list[tuple[float, float, float]] = []
-        if body_k.sum() >= 100:
-            bx, by = np.nonzero(body_k)
-            centre_x = bx.mean()
-            y0, y1 = by.min(), by.max()
-            window = (np.abs(xs - centre_x) * spacing_mm <= SEARCH_HALF_WIDTH_MM) & (
-                (ys - y0) / max(y1 - y0, 1) >= SEARCH_MIN_DEPTH
+    counts = body.sum(axis=(0, 1))
+    has_body = counts >= 100
+    # The body's centre in x and its y range per slice: the search window.
+    sum_x = np.tensordot(np.arange(nx), body.sum(axis=1), axes=(0, 0))
+    centre_x = sum_x[has_body] / counts[has_body]
+    rows = np.asarray(body.any(axis=0))[:, has_body]  # (y, slices with body)
+    y0 = np.argmax(rows, axis=0)
+    y1 = ny - 1 - np.argmax(rows[::-1], axis=0)
+    in_x = np.abs(np.arange(nx)[:, None] - centre_x[None, :]) * spacing_mm <= SEARCH_HALF_WIDTH_MM
+    in_y = (np.arange(ny)[:, None] - y0[None, :]) / np.maximum(y1 - y0, 1)[
+        None, :
+    ] >= SEARCH_MIN_DEPTH
+    regions = np.zeros(enclosed.shape, bool)
+    regions[:, :, has_body] = enclosed[:, :, has_body] & in_x[:, None, :] & in_y[None, :, :]
+    labels, count = ndimage.label(regions, structure=IN_PLANE)
+    out: list[list[tuple[float, float, float]]] = [[] for _ in range(nz)]
+    if count == 0:
+        return out
+    flat = labels.ravel()
+    inside = np.flatnonzero(flat)
+    ids = flat[inside]
+    i, j, k = np.unravel_index(inside, labels.shape)
+    sizes = np.bincount(ids, minlength=count + 1)[1:].astype(float)
+    areas = sizes * spacing_mm**2
+    centre_i = np.bincount(ids, weights=i.astype(float), minlength=count + 1)[1:] / sizes
+    centre_j = np.bincount(ids, weights=j.astype(float), minlength=count + 1)[1:] / sizes
+    slice_of = np.zeros(count + 1, np.int64)
+    slice_of[ids] = k
+    for index in range(count):
+        if areas[index] >= MIN_CANAL_AREA_MM2:
+            out[int(slice_of[index + 1])].append(
+                (float(centre_i[index]), float(centre_j[index]), float(areas[index]))
             )
-            regions = enclosed[:, :, k] & window
-            labels, count = ndimage.label(regions)
-            if count:
-                index = np.arange(1, count + 1)
-                areas = ndimage.sum(regions, labels, index) * spacing_mm**2
-                centres = ndimage.center_of_mass(regions, labels, index)
-                found = [
-                    (float(c[0]), float(c[1]), float(a))
-                    for c, a in zip(centres, areas, strict=True)
-                    if a >= MIN_CANAL_AREA_MM2
-                ]
-        out.append(found)
     return out
 
 

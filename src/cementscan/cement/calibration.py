@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from cementscan.io.volume import memory_axes
+
 # Cement HU is UNCONFIRMED in the literature (clinical-evidence.md §4: PMMA is "extremely high
 # attenuating", no measured HU found), so no absolute cement threshold is used: thresholds are set
 # relative to this scan's own bone, which varies with kVp, kernel, slice thickness and patient.
@@ -71,9 +73,14 @@ def calibrate(hu: np.ndarray, lung_values: np.ndarray | None = None) -> Calibrat
     ``lung_values`` are HU sampled inside the lungs (None when the scan shows no lung)."""
     step = max(1, hu.shape[2] // CALIBRATION_SLICES)
     sample = hu[:, :, ::step]
+    # In the sample's memory order (the erosion is in-plane either way; the rim's percentile
+    # does not depend on the order of its voxels).
+    axes = memory_axes(sample)
+    sample = sample.transpose(axes)
     dense = sample >= BONE_HU
     if dense.any():
-        inner = ndimage.binary_erosion(dense, structure=np.ones((3, 3, 1), bool))
+        in_plane = np.ones((3, 3, 1), bool).transpose(axes)
+        inner = ndimage.binary_erosion(dense, structure=in_plane)
         rim = sample[dense & ~inner]
         cortex = float(np.percentile(rim, CORTEX_PERCENTILE)) if len(rim) else 800.0
     else:

@@ -12,7 +12,7 @@ from cementscan.cement.calibration import Calibration, calibrate
 from cementscan.cement.context import AIR_HU, Context, compute_context
 from cementscan.cement.judge import judge
 from cementscan.cement.lookalikes import remove_lookalikes
-from cementscan.io.volume import CTVolume
+from cementscan.io.volume import CTVolume, memory_axes
 
 CONNECTIVITY = np.ones((3, 3, 3), bool)  # 26-connectivity: thin oblique tracts stay one piece
 SATURATED_HU = 3070  # top of the standard scale (3,071) less rounding: clipped metal or cement
@@ -56,6 +56,16 @@ class Candidates:
     rejected: tuple[Candidate, ...] = ()  # components judged not cement, with the reason in kind
 
 
+@dataclass(frozen=True, eq=False)
+class Components:
+    """The dense components of one CT, judged from the CT alone (before anatomy is consulted)."""
+
+    labels: np.ndarray  # int32 [i, j, k]; n = the component with box boxes[n - 1]
+    boxes: list[tuple[slice, ...] | None]
+    judged: list[Candidate]
+    calibration: Calibration
+
+
 def find_cement(volume: CTVolume, anatomy: Anatomy | None = None) -> Candidates:
     """The cement in ``volume``: each connected piece with a confidence, and their label map.
 
@@ -63,28 +73,13 @@ def find_cement(volume: CTVolume, anatomy: Anatomy | None = None) -> Candidates:
     densities and are judged on density, shape and context read from the CT. ``anatomy`` can
     only remove look-alikes (a calcified aortic wall, undiluted contrast in a vein).
     """
-    hu = volume.hu
-    context = compute_context(hu, volume.spacing_mm)
-    lung_values = _lung_sample(hu, context)
-    cal = calibrate(hu, lung_values)
-    mask = _dense_mask(hu, cal) | _lung_mask(hu, cal, context)
-    metal = _metal_halo(hu, mask, volume.spacing_mm)
-    mask &= ~metal
-    labels, boxes = _label_cropped(mask)
-    near_metal = _touching(labels, metal, len(boxes))
-    del mask
-    judged: list[Candidate] = []
-    for index, box in enumerate(boxes, start=1):
-        if box is None:
-            continue
-        candidate = _measure(volume, labels, index, box, cal, context)
-        candidate.features["near_metal"] = float(near_metal[index])
-        judged.append(judge(candidate, cal, volume.spacing_mm))
+    found = find_components(volume)
+    labels, boxes, judged, cal = found.labels, found.boxes, found.judged, found.calibration
     if anatomy is not None:
         judged = remove_lookalikes(judged, anatomy, labels, volume, boxes, opacified=cal.opacified)
     kept = [c for c in judged if c.confidence > 0.0]
     rejected = tuple(c for c in judged if c.confidence <= 0.0)
-    final_labels = np.zeros(hu.shape, np.int32)
+    final_labels = np.zeros(volume.shape, np.int32)
     final: list[Candidate] = []
     for n, cand in enumerate(kept, start=1):
         box = boxes[cand.label - 1]
@@ -94,13 +89,47 @@ def find_cement(volume: CTVolume, anatomy: Anatomy | None = None) -> Candidates:
     return Candidates(final_labels, tuple(final), cal, rejected)
 
 
+def find_components(volume: CTVolume) -> Components:
+    """The dense components of ``volume`` from its own calibrated densities, each measured and
+    judged on density, shape and context read from the CT."""
+    hu = volume.hu
+    context = compute_context(hu, volume.spacing_mm)
+    lung_values = _lung_sample(hu, context)
+    cal = calibrate(hu, lung_values)
+    # The masks are made in the CT's memory order (a loaded NIfTI is Fortran-ordered [i, j, k]):
+    # mixing memory orders in one elementwise operation costs seconds at 512^2 x 300. Every step
+    # up to the labelling is symmetric under the axis permutation, so the masks are the same.
+    axes = memory_axes(hu)
+    inverse = tuple(int(a) for a in np.argsort(axes))
+    hu_m = hu.transpose(axes)
+    mask_m = _dense_mask(hu_m, cal)
+    mask_m |= _lung_mask(hu_m, cal, context, axes)
+    metal_m = _metal_halo(hu_m, mask_m, volume.spacing_mm, axes)
+    mask_m &= ~metal_m
+    labels, boxes = _label_cropped(mask_m.transpose(inverse))
+    near_metal = _touching(labels, metal_m.transpose(inverse), len(boxes))
+    del mask_m
+    judged: list[Candidate] = []
+    for index, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        candidate = _measure(volume, labels, index, box, cal, context)
+        candidate.features["near_metal"] = float(near_metal[index])
+        judged.append(judge(candidate, cal, volume.spacing_mm))
+    return Components(labels, boxes, judged, cal)
+
+
 def _metal_halo(
-    hu: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float, float, float]
+    hu: np.ndarray,
+    mask: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    axes: tuple[int, ...] = (0, 1, 2),
 ) -> np.ndarray:
     """Saturated clusters of at least METAL_MIN_ML and a partial-volume halo around them.
 
     Metal is removed before components are formed, so that cement around a cement-augmented
-    pedicle screw stays a candidate of its own while the screw does not.
+    pedicle screw stays a candidate of its own while the screw does not. ``hu`` and ``mask``
+    are the CT's arrays transposed by ``axes``.
     """
     saturated = mask & (hu >= SATURATED_HU)
     out = np.zeros(hu.shape, bool)
@@ -108,7 +137,7 @@ def _metal_halo(
     if not boxes:
         return out
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
-    halo = tuple(int(np.floor(METAL_HALO_MM / s)) for s in spacing_mm)
+    halo = tuple(int(np.floor(METAL_HALO_MM / spacing_mm[a])) for a in axes)
     structure = np.ones(tuple(2 * h + 1 for h in halo), bool)
     for index, cluster_box in enumerate(boxes, start=1):
         # Counted within each cluster's box: a whole-volume bincount costs seconds at 512^2 x 300.
@@ -133,7 +162,7 @@ def _touching(labels: np.ndarray, region: np.ndarray, count: int) -> np.ndarray:
         slice(max(0, int(a[0]) - 1), min(n, int(a[-1]) + 2))
         for a, n in zip(axes, region.shape, strict=True)
     )
-    sub = region[box]
+    sub = np.ascontiguousarray(region[box])
     rim = ndimage.binary_dilation(sub, structure=CONNECTIVITY) & ~sub
     out[np.unique(labels[box][rim])] = True
     out[0] = False
@@ -153,17 +182,22 @@ def _dense_mask(hu: np.ndarray, cal: Calibration) -> np.ndarray:
     return _hysteresis(hu, cal.seed_hu, cal.grow_hu)
 
 
-def _lung_mask(hu: np.ndarray, cal: Calibration, context: Context) -> np.ndarray:
-    """Dense foci inside lung: above this scan's pulmonary vessels (hysteresis), in the lung crop."""
+def _lung_mask(
+    hu: np.ndarray, cal: Calibration, context: Context, axes: tuple[int, ...] = (0, 1, 2)
+) -> np.ndarray:
+    """Dense foci inside lung: above this scan's pulmonary vessels (hysteresis), in the lung crop.
+
+    ``hu`` is the CT's array transposed by ``axes``, and so is the mask returned."""
     out = np.zeros(hu.shape, bool)
     if not context.lung.any():
         return out
     where = np.argwhere(context.lung)
     step = np.asarray(context.step)
     low = where.min(axis=0) * step
-    high = np.minimum((where.max(axis=0) + 1) * step, hu.shape)
+    high = np.minimum((where.max(axis=0) + 1) * step, [hu.shape[axes.index(a)] for a in range(3)])
     box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
-    lung = context.crop(context.lung, box)
+    lung = context.crop(context.lung, box, axes)
+    box = tuple(box[a] for a in axes)
     sub = hu[box]
     grown = (sub >= cal.lung_grow_hu) & lung
     out[box] = _hysteresis(sub, cal.lung_seed_hu, cal.lung_grow_hu, grown)
@@ -175,26 +209,28 @@ def _hysteresis(
 ) -> np.ndarray:
     if grown is None:
         grown = hu >= grow_hu
-    labels, boxes = _label_cropped(grown)
     out = np.zeros(hu.shape, bool)
-    for index, box in enumerate(boxes, start=1):
-        if box is None:
-            continue
-        # Painted component by component: whole-volume fancy indexing costs seconds at 512^2 x 300.
-        part = labels[box] == index
-        if np.any(hu[box][part] >= seed_hu):
-            out[box] |= part
+    box = _bounding_box(grown)
+    if box is None:
+        return out
+    # Labelled on the bounding box of the grown voxels only; which components hold a seed is
+    # read at the seed voxels (a seed outside ``grown`` reads the background, 0).
+    labels, count = ndimage.label(grown[box], structure=CONNECTIVITY)
+    seeded = np.zeros(count + 1, bool)
+    seeded[labels[hu[box] >= seed_hu]] = True
+    seeded[0] = False
+    out[box] = seeded[labels]
     return out
 
 
 def _label_cropped(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, ...] | None]]:
     """Connected components of ``mask``, labelled on the bounding box of its voxels only."""
     labels = np.zeros(mask.shape, np.int32)
-    axes = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-    if any(len(a) == 0 for a in axes):
+    box = _bounding_box(mask)
+    if box is None:
         return labels, []
-    box = tuple(slice(int(a[0]), int(a[-1]) + 1) for a in axes)
-    sub, _ = ndimage.label(mask[box], structure=CONNECTIVITY)
+    # Labelled C-ordered: the labels' numbering follows the C raster order of ``mask``'s indices.
+    sub, _ = ndimage.label(np.ascontiguousarray(mask[box]), structure=CONNECTIVITY)
     labels[box] = sub
     boxes = ndimage.find_objects(sub)
     shifted: list[tuple[slice, ...] | None] = []
@@ -206,6 +242,14 @@ def _label_cropped(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, ...]
             tuple(slice(s.start + o.start, s.stop + o.start) for s, o in zip(b, box, strict=True))
         )
     return labels, shifted
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The bounding box of ``mask``'s voxels, None when it has none."""
+    axes = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+    if any(len(a) == 0 for a in axes):
+        return None
+    return tuple(slice(int(a[0]), int(a[-1]) + 1) for a in axes)
 
 
 def _grow_box(

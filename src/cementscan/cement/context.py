@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from cementscan.anatomy.body import fill_holes
+
 CONTEXT_MM = 2.0  # the context grid's in-plane and through-plane step (about the anatomy grid)
 BODY_HU = -400  # between air/lung (< -500) and fat (-100)
 AIR_HU = -500  # lung parenchyma ~ -850; vessels, nodules and soft tissue above
@@ -37,47 +39,47 @@ class Context:
         index = np.minimum(ijk // np.asarray(self.step), np.asarray(mask.shape) - 1)
         return np.asarray(mask[index[:, 0], index[:, 1], index[:, 2]], dtype=bool)
 
-    def crop(self, mask: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
-        """``mask`` expanded to the CT voxels of ``box`` (nearest)."""
-        axes = [
+    def crop(
+        self, mask: np.ndarray, box: tuple[slice, ...], axes: tuple[int, ...] = (0, 1, 2)
+    ) -> np.ndarray:
+        """``mask`` expanded to the CT voxels of ``box`` (nearest), its axes in the order ``axes``."""
+        index = [
             np.minimum(np.arange(s.start, s.stop) // st, n - 1)
             for s, st, n in zip(box, self.step, mask.shape, strict=True)
         ]
-        return np.asarray(mask[np.ix_(*axes)], dtype=bool)
+        return np.asarray(mask.transpose(axes)[np.ix_(*(index[a] for a in axes))], dtype=bool)
 
 
 def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> Context:
     step = tuple(max(1, int(round(CONTEXT_MM / s))) for s in spacing_mm)
-    coarse = hu[:: step[0], :: step[1], :: step[2]]
+    # A C-ordered copy: the masks below are C-ordered (ndimage's outputs), and mixing memory
+    # orders in elementwise operations is slow.
+    coarse = np.ascontiguousarray(hu[:: step[0], :: step[1], :: step[2]])
     cell_mm = np.asarray(spacing_mm) * np.asarray(step)
     dense = coarse > BODY_HU
-    labels, count = ndimage.label(dense)
+    # intp labels: np.bincount would first convert int32 ones, which costs more than the count.
+    labels, count = ndimage.label(dense, output=np.intp)
     body = np.zeros(coarse.shape, bool)
     if count:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
-        body = labels == int(np.argmax(sizes))
-        for k in range(body.shape[2]):
-            body[:, :, k] = ndimage.binary_fill_holes(body[:, :, k])
+        body = fill_holes(labels == int(np.argmax(sizes)), axial_only=True)
     air = (coarse < AIR_HU) & body
-    air_labels, n_air = ndimage.label(air)
+    air_labels, n_air = ndimage.label(air, output=np.intp)
     lung_air = np.zeros(coarse.shape, bool)
     if n_air:
         sizes_ml = np.bincount(air_labels.ravel()) * float(np.prod(cell_mm)) / 1000.0
         sizes_ml[0] = 0.0
-        big = np.flatnonzero(sizes_ml >= LUNG_MIN_ML)
-        lung_air = np.isin(air_labels, big)
+        lung_air = (sizes_ml >= LUNG_MIN_ML)[air_labels]
     size = [max(1, int(round(LUNG_NEIGHBOURHOOD_MM / c))) * 2 + 1 for c in cell_mm]
     fraction = ndimage.uniform_filter(lung_air.astype(np.float32), size=size, mode="constant")
     lung = (fraction >= LUNG_AIR_FRACTION) & body
     lung_core = (fraction >= LUNG_CORE_FRACTION) & body
     bone = (coarse >= BONE_HU) & body
-    bone_labels, n_bone = ndimage.label(bone)
+    bone_labels, n_bone = ndimage.label(bone, output=np.intp)
     if n_bone:
         sizes_ml = np.bincount(bone_labels.ravel()) * float(np.prod(cell_mm)) / 1000.0
         sizes_ml[0] = 0.0
-        skeleton = ndimage.binary_dilation(
-            np.isin(bone_labels, np.flatnonzero(sizes_ml >= BIG_DENSE_ML))
-        )
+        skeleton = ndimage.binary_dilation((sizes_ml >= BIG_DENSE_ML)[bone_labels])
         lung &= ~skeleton
     return Context(step=step, body=body, lung=lung, lung_core=lung_core, bone=bone)  # type: ignore[arg-type]

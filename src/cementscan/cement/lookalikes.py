@@ -66,14 +66,15 @@ def remove_lookalikes(
         dense.extend(INJECTION_VEINS)
     for vein in anatomy.dense_contrast_veins:
         dense.extend(DOWNSTREAM_OF.get(vein, ()))
-    contrast = _union(anatomy, tuple(dict.fromkeys(dense)), CONTRAST_VEIN_DILATION)
-    arteries = _union(anatomy, ARTERIES, ARTERY_WALL_DILATION)
-    route = _route(anatomy)
-    bodies = _union(
-        anatomy,
-        tuple(n for n in anatomy.masks if n.startswith("vertebral_body")),
-        AUGMENTATION_MARGIN,
-    )
+    # Each mask is a union of anatomy masks widened by some work voxels; it is looked up only at
+    # the candidates tested against it, so it is built only around them (cropped, exact).
+    present: dict[str, bool] = {}  # which masks have a voxel, shared by the unions
+    contrast = _Union(anatomy, ((tuple(dict.fromkeys(dense)), CONTRAST_VEIN_DILATION),), present)
+    arteries = _Union(anatomy, ((ARTERIES, ARTERY_WALL_DILATION),), present)
+    route_names = tuple(n for n in anatomy.masks if n.startswith(ROUTE_PREFIXES))
+    route = _Union(anatomy, ((route_names, ROUTE_MARGIN), (ROUTE_LUNGS, 0)), present)
+    body_names = tuple(n for n in anatomy.masks if n.startswith("vertebral_body"))
+    bodies = _Union(anatomy, ((body_names, AUGMENTATION_MARGIN),), present)
     out = []
     for cand in candidates:
         box = boxes[cand.label - 1] if cand.label - 1 < len(boxes) else None
@@ -82,51 +83,77 @@ def remove_lookalikes(
             continue
         ijk = np.argwhere(labels[box] == cand.label) + np.array([s.start for s in box])
         points = volume.index_to_lps(ijk)
-        if contrast is not None and _inside(anatomy, contrast, points) >= INSIDE_FRACTION:
+        if contrast.exists and contrast.inside(points) >= INSIDE_FRACTION:
             out.append(replace(cand, confidence=0.0, kind="dense_contrast_vein"))
             continue
         thin = cand.features.get("core_ml", 0.0) <= 0.0
-        if thin and arteries is not None and _inside(anatomy, arteries, points) >= INSIDE_FRACTION:
+        if thin and arteries.exists and arteries.inside(points) >= INSIDE_FRACTION:
             out.append(replace(cand, confidence=0.0, kind="arterial_calcification"))
             continue
         if cand.features.get("near_metal", 0.0) and (
-            bodies is None or _inside(anatomy, bodies, points) < INSIDE_FRACTION
+            not bodies.exists or bodies.inside(points) < INSIDE_FRACTION
         ):
             out.append(replace(cand, confidence=0.0, kind="metal_halo"))
             continue
-        if (
-            cand.kind in ROUTE_KINDS
-            and route is not None
-            and _inside(anatomy, route, points) == 0.0
-        ):
+        if cand.kind in ROUTE_KINDS and route.exists and route.inside(points) == 0.0:
             out.append(replace(cand, confidence=0.0, kind="outside_cement_route"))
             continue
         out.append(cand)
     return out
 
 
-def _route(anatomy: Anatomy) -> np.ndarray | None:
-    names = tuple(n for n in anatomy.masks if n.startswith(ROUTE_PREFIXES))
-    near = _union(anatomy, names, ROUTE_MARGIN)
-    lungs = _union(anatomy, ROUTE_LUNGS, 0)
-    if near is None or lungs is None:
-        return near if lungs is None else lungs
-    return near | lungs
+class _Union:
+    """The union of groups of anatomy masks, each group widened by its own number of work voxels
+    (``binary_dilation`` with the 6-neighbourhood, iterated), evaluated at points on demand.
 
+    Only masks with a voxel count (empty masks are left out; ``exists`` says whether any is left).
+    The widened union at a point depends only on the masks within the widening of it, so it is
+    computed on the points' bounding box grown by the widening: the same values as widening the
+    whole grid.
+    """
 
-def _union(anatomy: Anatomy, names: tuple[str, ...], dilation: int) -> np.ndarray | None:
-    masks = [anatomy.masks[n] for n in names if n in anatomy.masks and anatomy.masks[n].any()]
-    if not masks:
-        return None
-    union = np.logical_or.reduce(masks)
-    if dilation:
-        union = ndimage.binary_dilation(union, iterations=dilation)
-    return np.asarray(union, dtype=bool)
+    def __init__(
+        self,
+        anatomy: Anatomy,
+        groups: tuple[tuple[tuple[str, ...], int], ...],
+        present: dict[str, bool],
+    ) -> None:
+        self.masks = anatomy.masks
+        self.grid = anatomy.grid
+        for names, _ in groups:
+            for name in names:
+                if name in self.masks and name not in present:
+                    present[name] = bool(self.masks[name].any())
+        self.groups = tuple(
+            (tuple(n for n in names if present.get(n, False)), dilation)
+            for names, dilation in groups
+        )
+        self.exists = any(names for names, _ in self.groups)
 
+    def inside(self, points: np.ndarray) -> float:
+        """Share of ``points`` (LPS mm) whose nearest work voxel is in the widened union."""
+        index = np.rint(self.grid.to_index(points)).astype(int)
+        shape = next(self.masks[n].shape for names, _ in self.groups for n in names)
+        ok = np.all((index >= 0) & (index < np.asarray(shape)), axis=1)
+        hits = np.zeros(len(points), bool)
+        if ok.any():
+            index = index[ok]
+            found = np.zeros(len(index), bool)
+            for names, dilation in self.groups:
+                if names:
+                    found |= self._group_at(names, dilation, index, shape)
+            hits[ok] = found
+        return float(hits.mean()) if len(points) else 0.0
 
-def _inside(anatomy: Anatomy, mask: np.ndarray, points: np.ndarray) -> float:
-    index = np.rint(anatomy.grid.to_index(points)).astype(int)
-    ok = np.all((index >= 0) & (index < np.asarray(mask.shape)), axis=1)
-    hits = np.zeros(len(points), bool)
-    hits[ok] = mask[tuple(index[ok].T)]
-    return float(hits.mean()) if len(points) else 0.0
+    def _group_at(
+        self, names: tuple[str, ...], dilation: int, index: np.ndarray, shape: tuple[int, ...]
+    ) -> np.ndarray:
+        low = np.maximum(index.min(axis=0) - dilation, 0)
+        high = np.minimum(index.max(axis=0) + 1 + dilation, shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+        union = np.zeros(tuple(int(n) for n in high - low), bool)
+        for name in names:
+            union |= self.masks[name][box].astype(bool, copy=False)
+        if dilation and union.any():
+            union = ndimage.binary_dilation(union, iterations=dilation)
+        return np.asarray(union[tuple((index - low).T)], dtype=bool)
