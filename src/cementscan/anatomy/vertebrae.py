@@ -31,6 +31,9 @@ BAND_SHIFT_SLICES = 3  # the bands' features are combined over +-1 slice of such
 # Above any bone on ~2 mm voxels (cortex 700-1500 HU is < 2 mm thick and averages lower); PMMA
 # cement with its contrast agent is 1200-3000 HU.
 CEMENT_MIN_HU = 1100.0
+# Cement's partial-volume rim (the scanner's blur, 1-3 mm, plus a voxel) reads 300-1,000 HU,
+# as bright as an endplate: voxels this many (2 mm) steps from cement stay out of the profile.
+CEMENT_RIM_VOXELS = 2
 CORE_WINDOW_SLICES = 31  # ~60 mm: a few bodies, so the front is the column's, not a disc's
 CORE_CORTEX_MARGIN = 3  # voxels (6 mm) kept off the anterior cortex  # the endplates' brightness, not the (often osteoporotic) core's
 # Top-hats this fraction of the local vertebral period wide keep discs with their endplates
@@ -159,7 +162,7 @@ def disc_profile(
     clipped = np.clip(straight_hu, *PROFILE_CLIP_HU)
     # Cement (and its partial-volume rim) fills much of a treated body's core: left in, its
     # edges look like endplates. It is left out of the percentile.
-    dense = ndimage.binary_dilation(straight_hu >= CEMENT_MIN_HU, iterations=1)
+    dense = ndimage.binary_dilation(straight_hu >= CEMENT_MIN_HU, iterations=CEMENT_RIM_VOXELS)
     profiled = np.where(dense, np.nan, clipped)
     u0 = int(np.argmin(np.abs(u_mm)))
     step = float(v_mm[1] - v_mm[0])

@@ -367,7 +367,9 @@ def find_venous_route(
     # (even the IVC flattened front to back); the crura (8-10 mm thick, running front to back
     # with fat on both sides) do not.
     wide = _ellipse(WIDE_HALF_AXES_MM[0] / spacing, WIDE_HALF_AXES_MM[1] / spacing)
-    tissue = ((hu_crop > TISSUE_HU) & (hu_crop < DENSE_HU)).astype(np.float32)
+    # Cement or dense contrast filling a lumen is still the lumen: counted as filling it, or a
+    # cast would make its own vein look narrow and push the path off it (bone is excluded below).
+    tissue = (hu_crop > TISSUE_HU).astype(np.float32)
     narrow_cost = 1.0 - ndimage.convolve(tissue, wide, mode="nearest")
     spine = _spine_exclusion(hu_crop, crop, ks, spacing)
     outside = ~body_crop
