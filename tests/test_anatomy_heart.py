@@ -50,7 +50,6 @@ def chest(shared_data: Path) -> dict[str, object]:
         "heart": heart,
         "labelled": labels == names["heart"],
         "aorta": labels == names["aorta"],
-        "seconds": end - middle,
     }
 
 
@@ -79,12 +78,6 @@ def test_chest_heart_excludes_aortic_root(chest: dict[str, object]) -> None:
     share = np.sum(found & aorta) / found.sum()
     print(f"chest-cta: labelled aorta is {share:.1%} of the heart mask")
     assert share < 0.03
-
-
-def test_chest_heart_is_fast(chest: dict[str, object]) -> None:
-    seconds = chest["seconds"]
-    assert isinstance(seconds, float)
-    assert seconds < 1.5  # ~0.5 s measured; generous for loaded CI machines (DESIGN.md §6)
 
 
 def _centroids(chest: dict[str, object]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
