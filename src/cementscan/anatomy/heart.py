@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from cementscan.anatomy.body import fill_holes_axial
 from cementscan.anatomy.grid import WorkGrid
 
 # --- thresholds (HU on the 2 mm work grid) ---
@@ -27,6 +28,11 @@ MIN_HEART_ML = 100.0  # smaller masses between the lungs are not a (covered) hea
 # abdomen-native-3mm) whatever lies between them is liver and diaphragm, not a heart that could be
 # judged; the portal-venous abdomen, which does reach the heart, has ~1 l per lung.
 MIN_LUNG_ML_FOR_HEART = 250.0
+# At the dome of the right hemidiaphragm the lung base is a crescent around the liver: its hull
+# encloses more than the lung itself (synthetic torso: 1.7-13x at the dome); above the dome the
+# hull adds only the hollow of the lung's medial surface, where the right atrium lies
+# (0.02-0.18x of the lung's area).
+DOME_ENCLOSED_RATIO = 0.5
 
 # --- the ascending aorta (removed from the heart mask) ---
 # The aortic root and ascending aorta (26-38 mm wide in adults; chest-cta label: equivalent radius
@@ -83,7 +89,8 @@ def _between_lungs(right: np.ndarray, left: np.ndarray) -> np.ndarray:
 
 
 def _enclosed_by_right_lung(right: np.ndarray) -> np.ndarray:
-    """Per axial slice, what the right lung's crescent encloses (its slice-wise x-y hull).
+    """Per axial slice where the right lung is a crescent (DOME_ENCLOSED_RATIO), what it
+    encloses (its slice-wise x-y hull).
 
     At the dome, the right lung base wraps around the top of the liver; the heart lies medial
     to the right lung, not inside its crescent. Used only without contrast, where the liver and
@@ -93,7 +100,12 @@ def _enclosed_by_right_lung(right: np.ndarray) -> np.ndarray:
 
     out = np.zeros(right.shape, bool)
     for k in np.nonzero(right.any(axis=(0, 1)))[0]:
-        out[:, :, k] = convex_hull_image(right[:, :, k]) & ~right[:, :, k]
+        enclosed = convex_hull_image(right[:, :, k]) & ~right[:, :, k]
+        # Only a crescent wraps around something: at the dome the lung is a thin rim around
+        # the liver; above it the hull adds only the sliver where the right atrium bulges
+        # into the lung's medial surface, which is heart and stays.
+        if enclosed.sum() >= DOME_ENCLOSED_RATIO * right[:, :, k].sum():
+            out[:, :, k] = enclosed
     return out
 
 
@@ -298,6 +310,9 @@ def find_heart(
     heart = ndimage.binary_dilation(heart, iterations=grow, mask=soft) | heart
     track = _track_ascending_aorta(heart, lumen, spacing)
     heart = _largest_component(heart & ~_discs(heart.shape, track, AORTIC_WALL_MM / spacing))
+    # What the heart encloses is in it: cement, a lead or a calcified valve denser than
+    # MAX_HEART_HU leaves a hole in the soft-tissue mask (intracardiac cement must be named so).
+    heart = fill_holes_axial(heart)
     if heart.sum() * spacing**3 / 1000.0 < MIN_HEART_ML:
         return {}
 

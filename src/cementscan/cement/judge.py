@@ -24,6 +24,19 @@ CORE_MIN_ML = 0.03
 LOOSE_MIN_SEED_ML = 0.1
 LOOSE_MIN_WIDTH_MM = 4.0
 LOOSE_MIN_FILL = 0.25  # a blob or a spike fills its ellipsoid; a filter's struts do not
+# An object seen in fewer seed-dense voxels than this has no shape to read: at coarse pixels
+# (4 mm) the apex of an IVC filter, where its thin struts converge, is one or two such voxels.
+SHAPE_MIN_SEED_VOXELS = 3
+# A spike: an elongated fragment of cement in soft tissue or a blood pool (clinical-evidence.md
+# §3: "sharp and elongated spike-like cement fragments" in the IVC and the right heart; 0.1-0.3
+# ml at 1,300-2,000 HU read ~1,100-1,300 HU at 2.5-5 mm). Denser than this scan's cortex * 1.3
+# (the seed) is denser than any calcification and than mixed contrast in the right ventricle;
+# thin metal (filter struts, clips: < 0.1 ml of material) stays below SPIKE_MIN_ML even when
+# its partial volume spreads it, and thick metal saturates (rejected above).
+SPIKE_MIN_ML = 0.15
+SPIKE_MIN_LENGTH_MM = 10.0
+SPIKE_MIN_ELONGATION = 3.0
+SPIKE_MIN_WIDTH_MM = 3.0
 # This much seed-dense material without any thick core is a shell: dense cortex (ribs, femur).
 LOOSE_MAX_SEED_ML = 1.0
 # Beside metal, what survives the metal's halo is its partial volume and streaks unless it has a
@@ -35,6 +48,11 @@ NEAR_METAL_CORE_ML = 0.05
 LUNG_FOCUS_MIN_IN_LUNG = 0.8  # emboli sit deep in lung; rib and cartilage ends border it
 LUNG_LINEAR_ELONGATION = 3.0
 LUNG_LINEAR_MIN_LENGTH_MM = 10.0
+# A thin embolus lies in a peripheral artery inside aerated lung (clinical-evidence.md §2.2:
+# "small ... in peripheral small vessels", no parenchymal reaction): lung surrounds most of it.
+# A linear density with soft tissue or bone along one side lies at the chest wall: a rib or a
+# costal cartilage (at the edge of the scan, cut off from the skeleton that marks it as bone).
+LUNG_LINEAR_MIN_AIR_SHELL = 0.6
 # Partial-volume correction for foci smaller than the slice: the smallest emboli promised
 # (DESIGN.md §7: nodular >= 3 mm) fill about FOCUS_MM of the slice; the gain is capped.
 FOCUS_MM = 3.0
@@ -81,6 +99,7 @@ def judge(
         linear = (
             f["elongation"] >= LUNG_LINEAR_ELONGATION
             and candidate.length_mm >= LUNG_LINEAR_MIN_LENGTH_MM
+            and f["air_shell"] >= LUNG_LINEAR_MIN_AIR_SHELL
         )
         # On an opacified scan (its own lung vessels >= OPACIFIED_VESSEL_HU) iodine overlaps the
         # partial volume of cement (clinical-evidence.md §4, design note 3): only the dense rule.
@@ -105,10 +124,25 @@ def judge(
         ):
             return replace(candidate, confidence=0.45, kind="lung_partial_volume")
         return replace(candidate, confidence=0.0, kind="lung_round_calcific")
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    if f["seed_ml"] < SHAPE_MIN_SEED_VOXELS * voxel_ml - 1e-9:
+        return replace(candidate, confidence=0.0, kind="small_dense")
     if (
         LOOSE_MIN_SEED_ML <= f["seed_ml"] <= LOOSE_MAX_SEED_ML
         and f["width_mm"] >= LOOSE_MIN_WIDTH_MM
         and f["fill"] >= LOOSE_MIN_FILL
     ):
+        return replace(candidate, confidence=0.5 + 0.3 * over_cortex, kind="loose")
+    spike = (
+        dense_p90 >= cal.seed_hu
+        and SPIKE_MIN_ML <= candidate.volume_ml
+        and f["seed_ml"] <= LOOSE_MAX_SEED_ML
+        and candidate.length_mm >= SPIKE_MIN_LENGTH_MM
+        and f["elongation"] >= SPIKE_MIN_ELONGATION
+        and f["width_mm"] >= SPIKE_MIN_WIDTH_MM
+        and f["fill"] >= LOOSE_MIN_FILL
+    )
+    if spike:
+        # Kind "loose": with anatomy, a spike off every cement route is removed (lookalikes).
         return replace(candidate, confidence=0.5 + 0.3 * over_cortex, kind="loose")
     return replace(candidate, confidence=0.0, kind="small_dense")

@@ -579,6 +579,11 @@ def _name_unassigned(
     along_z = _z_extent(piece.lps_mm) >= 0.7 * length_mm
     near_cast = any(n.category in ("ivc", "azygos", "svc") for n in neighbours)
 
+    # Continuing intracardiac cement and nothing else: the same spike reaching past the edge of
+    # the heart mask (a geometric prior on the 2 mm grid, anatomy/heart.py).
+    if neighbours and all(n.category == "right_heart" for n in neighbours):
+        piece.category, piece.basis = "right_heart", "prior"
+        return
     if not neighbours:
         # A lone piece that aerated lung surrounds is an embolus, whatever a coarse lung mask's
         # edge says (small basal emboli lie against the spine).
