@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from cementscan.anatomy.body import IN_PLANE, fill_holes_axial
 from cementscan.anatomy.grid import WorkGrid
 
 # --- Where to look, relative to the spinal canal's centre on the same axial slice (LPS mm).
@@ -182,29 +183,29 @@ def _track(cost: np.ndarray, spacing_mm: float) -> np.ndarray:
         for dy in range(-reach, reach + 1)
         if dx * dx + dy * dy <= reach * reach + 1
     ]
-    penalty = [STEP_COST_PER_MM * spacing_mm * float(np.hypot(dx, dy)) for dx, dy in shifts]
-    acc = cost[:, :, 0].astype(np.float64)
-    back = np.zeros((nk, nx, ny), np.int16)
+    penalty = np.array(
+        [STEP_COST_PER_MM * spacing_mm * float(np.hypot(dx, dy)) for dx, dy in shifts]
+    )
+    # The accumulated cost of every slice, padded with inf: arriving at (x, y) from
+    # (x - dx, y - dy) reads the window at (reach - dx, reach - dy), all shifts in one gather.
+    from_x = np.array([reach - dx for dx, _ in shifts])
+    from_y = np.array([reach - dy for _, dy in shifts])
+    padded = np.full((nk, nx + 2 * reach, ny + 2 * reach), np.inf)
+    inner = (slice(reach, reach + nx), slice(reach, reach + ny))
+    padded[(0, *inner)] = cost[:, :, 0]
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (nx, ny), axis=(1, 2))
     for k in range(1, nk):
-        best = np.full((nx, ny), np.inf)
-        arg = np.zeros((nx, ny), np.int16)
-        for index, ((dx, dy), pay) in enumerate(zip(shifts, penalty, strict=True)):
-            # Arriving at (x, y) from (x - dx, y - dy).
-            cand = np.full((nx, ny), np.inf)
-            cand[max(dx, 0) : nx + min(dx, 0), max(dy, 0) : ny + min(dy, 0)] = (
-                acc[max(-dx, 0) : nx + min(-dx, 0), max(-dy, 0) : ny + min(-dy, 0)] + pay
-            )
-            better = cand < best
-            best[better] = cand[better]
-            arg[better] = index
-        acc = best + cost[:, :, k]
-        back[k] = arg
+        cand = windows[k - 1, from_x, from_y] + penalty[:, None, None]
+        np.add(cand.min(axis=0), cost[:, :, k], out=padded[(k, *inner)])
+    # Back from the cheapest end: the move into each point is recomputed there only; argmin
+    # takes the first of equal moves.
     path = np.zeros((nk, 2), int)
-    x, y = np.unravel_index(int(np.argmin(acc)), acc.shape)
-    for k in range(nk - 1, -1, -1):
+    x, y = np.unravel_index(int(np.argmin(padded[(nk - 1, *inner)])), (nx, ny))
+    for k in range(nk - 1, 0, -1):
         path[k] = (x, y)
-        dx, dy = shifts[int(back[k, x, y])]
-        x, y = x - dx, y - dy
+        index = int(np.argmin(padded[k - 1, x + from_x, y + from_y] + penalty))
+        x, y = x - shifts[index][0], y - shifts[index][1]
+    path[0] = (x, y)
     return path
 
 
@@ -238,47 +239,40 @@ def _spine_exclusion(
     expected ellipse (centred VERTEBRA_DY_MM in front of the canal) so that a closed rib cage or a
     contrast-filled aorta touching the spine is not filled in with it."""
     bone = hu_crop >= SPINE_BONE_HU
-    filled = np.empty_like(bone)
-    xs = np.arange(crop.x0, crop.x1)[:, None]
-    ys = np.arange(crop.y0, crop.y1)[None, :]
+    xs = np.arange(crop.x0, crop.x1)[:, None, None]
+    ys = np.arange(crop.y0, crop.y1)[None, :, None]
     ax, ay = (a / spacing_mm for a in VERTEBRA_HALF_AXES_MM)
-    for index, k in enumerate(ks):
-        ex = ((xs - crop.cx[k]) / ax) ** 2
-        ey = ((ys - crop.cy[k] - VERTEBRA_DY_MM / spacing_mm) / ay) ** 2
-        filled[:, :, index] = ndimage.binary_fill_holes(bone[:, :, index]) & (ex + ey <= 1.0)
-    return filled
+    ex = ((xs - crop.cx[ks]) / ax) ** 2
+    ey = ((ys - crop.cy[ks] - VERTEBRA_DY_MM / spacing_mm) / ay) ** 2
+    return fill_holes_axial(bone) & (ex + ey <= 1.0)
 
 
 def _lumen_mask(
     hu_crop: np.ndarray,
     path: np.ndarray,
-    ks: np.ndarray,
     radius_mm: float,
     spacing_mm: float,
     exclude: np.ndarray | None = None,
     hu_range: tuple[float, float] = VESSEL_MASK_HU,
 ) -> np.ndarray:
-    """Per slice, the lumen-like voxels within ``radius_mm`` of the path point that connect to it."""
-    nx, ny, _ = hu_crop.shape
-    mask = np.zeros(hu_crop.shape, bool)
+    """Per slice, the lumen-like voxels within ``radius_mm`` of that slice's path point that
+    connect to it (one path point per slice of ``hu_crop``)."""
+    nx, ny, nk = hu_crop.shape
     radius = radius_mm / spacing_mm
-    xs = np.arange(nx)[:, None]
-    ys = np.arange(ny)[None, :]
-    for (px, py), k in zip(path, ks, strict=True):
-        near = (xs - px) ** 2 + (ys - py) ** 2 <= radius**2
-        lumen = near & (hu_crop[:, :, k] >= hu_range[0]) & (hu_crop[:, :, k] <= hu_range[1])
-        if exclude is not None:
-            lumen &= ~exclude[:, :, k]
-        labels, _ = ndimage.label(lumen)
-        seed = labels[int(px), int(py)]
-        if seed:
-            mask[:, :, k] = (
-                ndimage.binary_opening(labels == seed)
-                | ((xs - px) ** 2 + (ys - py) ** 2 <= 1.5**2) & lumen
-            )
-        else:
-            mask[:, :, k] = (xs - px) ** 2 + (ys - py) ** 2 <= (radius / 2) ** 2
-    return mask
+    px, py = path[:, 0], path[:, 1]
+    # All slices at once: the labelling and the opening connect voxels in-plane only.
+    xs = np.arange(nx)[:, None, None]
+    ys = np.arange(ny)[None, :, None]
+    distance2_vox = (xs - px) ** 2 + (ys - py) ** 2  # squared distance from the slice's point
+    lumen = (distance2_vox <= radius**2) & (hu_crop >= hu_range[0]) & (hu_crop <= hu_range[1])
+    if exclude is not None:
+        lumen &= ~exclude
+    labels, _ = ndimage.label(lumen, structure=IN_PLANE)
+    seed = labels[px, py, np.arange(nk)]
+    vessel = ndimage.binary_opening((labels == seed) & (seed > 0), structure=IN_PLANE)
+    vessel |= (distance2_vox <= 1.5**2) & lumen
+    # No lumen at the point: a disk of half the radius stands in for it.
+    return np.where(seed > 0, vessel, distance2_vox <= (radius / 2) ** 2)
 
 
 def _iliac_crest_top(grid: WorkGrid, body: np.ndarray, cx: np.ndarray) -> int | None:
@@ -417,7 +411,6 @@ def find_venous_route(
     aorta_crop[:, :, a_lo:a_hi] = _lumen_mask(
         hu_crop[:, :, a_lo:a_hi],
         path_a,
-        np.arange(a_hi - a_lo),
         AORTA_RADIUS_MM,
         spacing,
         hu_range=(0.5 * aorta_hu, 3100.0) if enhanced else VESSEL_MASK_HU,
@@ -454,7 +447,6 @@ def find_venous_route(
         ivc_crop[:, :, sub] = _lumen_mask(
             hu_crop[:, :, sub],
             path_i,
-            np.arange(len(ivc_ks)),
             IVC_RADIUS_MM,
             spacing,
             exclude=aorta_zone[:, :, sub] | spine[:, :, sub],
@@ -491,7 +483,6 @@ def find_venous_route(
             svc_crop[:, :, sub] = _lumen_mask(
                 hu_crop[:, :, sub],
                 path_s,
-                np.arange(len(svc_ks)),
                 SVC_RADIUS_MM,
                 spacing,
                 exclude=taken[:, :, sub],
