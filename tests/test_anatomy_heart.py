@@ -12,7 +12,13 @@ import SimpleITK as sitk
 
 from cementscan.anatomy.body import body_mask
 from cementscan.anatomy.grid import labels_to_volume, make_work_grid
-from cementscan.anatomy.heart import _track_ascending_aorta, find_heart
+from cementscan.anatomy.heart import (
+    RIGHT_ATRIUM,
+    _track_ascending_aorta,
+    atrium_inflow,
+    contrast_hidden_regions,
+    find_heart,
+)
 from cementscan.anatomy.lungs import find_lungs
 from cementscan.io import load_volume
 from cementscan.io.volume import CTVolume
@@ -157,6 +163,8 @@ def phantom() -> dict[str, object]:
         "grid": grid,
         "heart": found,
         "labelled": np.isin(labels, [ids["heart"], ids["right_atrium"], ids["right_ventricle"]]),
+        "right_atrium": labels == ids["right_atrium"],
+        "right_ventricle": labels == ids["right_ventricle"],
     }
 
 
@@ -189,3 +197,29 @@ def test_no_heart_without_lungs(shared_data: Path) -> None:
     grid = make_work_grid(volume)
     body = body_mask(grid)
     assert find_heart(grid, body, find_lungs(grid, body, volume).masks) == {}
+
+
+def test_phantom_atrium_inflow_is_the_atrium_not_the_ventricle(phantom: dict[str, object]) -> None:
+    """The region undiluted SVC contrast hides is the right atrium: the ventricle stays."""
+    heart, grid, volume = phantom["heart"], phantom["grid"], phantom["volume"]
+    assert isinstance(heart, dict)
+    inflow = atrium_inflow(heart, grid.spacing_mm)  # type: ignore[attr-defined]
+    assert inflow.any() and not np.any(inflow & ~heart["right_heart"])
+    native = labels_to_volume(inflow.astype(np.uint8), grid, volume) > 0  # type: ignore[arg-type]
+    atrium, ventricle = phantom["right_atrium"], phantom["right_ventricle"]
+    assert isinstance(atrium, np.ndarray) and isinstance(ventricle, np.ndarray)
+    in_atrium = np.sum(native & atrium) / atrium.sum()
+    in_ventricle = np.sum(native & ventricle) / ventricle.sum()
+    print(f"inflow covers {in_atrium:.2f} of the atrium, {in_ventricle:.2f} of the ventricle")
+    assert in_atrium >= 0.5
+    assert in_ventricle <= 0.2
+
+
+def test_contrast_hides_the_atrium_only_below_an_svc_side_vein() -> None:
+    right_heart = np.zeros((4, 4, 4), bool)
+    right_heart[1:3, 1:3, 1:3] = True
+    masks = {"right_heart": right_heart}
+    assert contrast_hidden_regions(("svc",), masks) == ("svc", RIGHT_ATRIUM)
+    assert contrast_hidden_regions(("brachiocephalic_vein_left",), masks)[-1] == RIGHT_ATRIUM
+    assert contrast_hidden_regions(("ivc",), masks) == ("ivc",)  # reflux, not an inflow jet
+    assert contrast_hidden_regions(("svc",), {}) == ("svc",)  # no heart in the scan

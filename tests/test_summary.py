@@ -4,12 +4,14 @@ series of one study, the IVC's field-of-view edge and predominance rules."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 from helpers_classify import truth_anatomy, truth_candidates
 
 from cementscan.classify import classify_candidates
 from cementscan.findings import Finding
+from cementscan.pipeline import analyze
 from cementscan.summary import SeriesCoverage, duplicates, series_coverage, summarise
 from cementscan.synth import make_phantom, preset_spec
 from cementscan.synth.phantom import Phantom
@@ -146,3 +148,13 @@ def test_predominance_needs_two_to_one(
         zone_predominance,
     )
     assert pce.most_proximal == "peripheral" and pce.max_length_mm == 10.0 + len(sides)
+
+
+def test_dense_svc_makes_the_right_heart_not_assessable_with_a_warning(shared_data: Path) -> None:
+    """chest-cta: undiluted contrast fills the SVC and streams into the right atrium, where the
+    detector drops what it finds; the summary cannot call the right heart clear (DESIGN.md §4)."""
+    result = analyze([shared_data / "chest-cta" / "ct.nii.gz"])
+    document = result.document
+    assert document.findings == ()
+    assert asdict(document.summary.right_heart) == {"assessable": False, "present": None}
+    assert any("right atrium" in w and "not assessable" in w for w in document.warnings)

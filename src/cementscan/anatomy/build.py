@@ -9,7 +9,7 @@ import numpy as np
 from cementscan.anatomy.body import body_mask, bone_mask
 from cementscan.anatomy.contrast import contrast_phase, dense_contrast_veins
 from cementscan.anatomy.grid import WorkGrid, make_work_grid
-from cementscan.anatomy.heart import find_heart
+from cementscan.anatomy.heart import RIGHT_ATRIUM, contrast_hidden_regions, find_heart
 from cementscan.anatomy.imported import anatomy_from_classes, read_class_masks
 from cementscan.anatomy.levels import assign_levels
 from cementscan.anatomy.lungs import find_lungs
@@ -53,16 +53,29 @@ def classical_anatomy(grid: WorkGrid, volume: CTVolume) -> Anatomy:
     lungs = find_lungs(grid, body, volume)
     masks.update(lungs.masks)
     warnings.extend(lungs.warnings)
-    heart = find_heart(grid, body, lungs.masks)
+    spine_bone = np.zeros(grid.shape, bool)
+    for name, mask in spine.masks.items():
+        if name.startswith(("vertebral_body", "posterior_elements")):
+            spine_bone |= mask
+    heart = find_heart(grid, body, lungs.masks, bone=spine_bone)
     masks.update(heart)
 
     route = find_venous_route(grid, body, canal, heart.get("heart"))
     masks.update(route.masks)
+    if "svc" in masks and "heart" in heart:
+        # The SVC ends where it enters the right atrium: what of its prior lies in the heart is
+        # atrium (the synthetic torso: 11 of 15 ml; a spike there is right-heart cement).
+        masks["svc"] = masks["svc"] & ~heart["heart"]
     phase = contrast_phase(grid, masks)
     dense = dense_contrast_veins(grid, masks, phase)
     if dense:
         warnings.append(
             f"undiluted contrast fills {', '.join(dense)}: cement cannot be told from it there"
+        )
+    if RIGHT_ATRIUM in contrast_hidden_regions(dense, masks):
+        warnings.append(
+            "undiluted contrast streams from the SVC into the right atrium: cement near the SVC "
+            "inflow cannot be told from it, the right heart is not assessable"
         )
     anatomy = Anatomy(
         grid=grid,

@@ -73,6 +73,23 @@ AORTIC_WALL_MM = 4.0  # removed: the circle plus this margin (wall, partial volu
 # labelled aorta, 5-7 mm outside the heart), so above the valve only the part right of the
 # ascending aorta (the right atrium up to the SVC) is kept; the outflow tract there stays heart.
 SEPTUM_NORMAL = np.array([1.0, 1.0, 0.0]) / np.sqrt(2.0)
+# Bone is no blood pool: at 5 mm slices a (native) vertebral body averages to ~340 HU, as bright
+# as enhanced blood, and would send a native scan down the contrast branch. The spine's masks,
+# widened for the cortex's partial volume, are kept out of the blood-pool test.
+BONE_MARGIN_MM = 4.0
+
+# --- right atrium at the SVC inflow (undiluted contrast) ---
+# Contrast injected into an arm vein reaches the right atrium undiluted through the SVC and mixes
+# there with the unopacified IVC return; by the right ventricle it is far below cement. So when
+# an SVC-side vein holds undiluted contrast only the atrium near the SVC inflow is not
+# assessable. Geometric proxy (no chamber segmentation): the right-heart region's right-posterior
+# half (the atrium lies right of and behind the right ventricle: split by the plane through its
+# centroid with this normal) within INFLOW_REACH_MM of the SVC mask (an adult right atrium is
+# ~50 mm across; chest-cta: 70% of the >= 700 HU voxels of the right-heart region lie there).
+ATRIUM_NORMAL = np.array([1.0, -1.0, 0.0]) / np.sqrt(2.0)
+INFLOW_REACH_MM = 50.0
+INFLOW_VEINS = ("svc", "brachiocephalic_vein_right", "brachiocephalic_vein_left")
+RIGHT_ATRIUM = "right_atrium"  # the region's name in the not-assessable list
 
 
 def _ball(radius_vox: int) -> np.ndarray:
@@ -246,7 +263,10 @@ def _right_heart(heart: np.ndarray, track: dict[int, tuple[tuple[int, int], floa
 
 
 def find_heart(
-    grid: WorkGrid, body: np.ndarray, lung_masks: dict[str, np.ndarray]
+    grid: WorkGrid,
+    body: np.ndarray,
+    lung_masks: dict[str, np.ndarray],
+    bone: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Heart and right-heart masks on the work grid; {} when the scan does not cover a heart.
 
@@ -261,7 +281,8 @@ def find_heart(
     the region the right lung base's crescent encloses (a geometric prior: less exact).
     "right_heart" is the heart's right-anterior half, above the aortic valve only the part right
     of the ascending aorta (see SEPTUM_NORMAL): a geometric prior, not a segmentation of the
-    right atrium and ventricle; it always lies inside "heart".
+    right atrium and ventricle; it always lies inside "heart". ``bone`` (the spine's masks) is
+    kept out of the blood-pool test (BONE_MARGIN_MM).
     """
     right = lung_masks.get("lung_right")
     left = lung_masks.get("lung_left")
@@ -296,6 +317,9 @@ def find_heart(
     radius = CORE_RADIUS_MM / spacing
 
     enhanced = region & (hu >= ENHANCED_BLOOD_HU) & (hu <= MAX_HEART_HU)
+    if bone is not None and bone[box].any():
+        margin = max(int(round(BONE_MARGIN_MM / spacing)), 1)
+        enhanced &= ~ndimage.binary_dilation(bone[box], iterations=margin)
     pool = _opened_component(enhanced, radius)
     if pool.sum() and np.mean(hu[pool] >= ENHANCED_BLOOD_HU) >= MIN_ENHANCED_FRACTION:
         bright = region & (hu >= ENHANCED_HEART_HU) & (hu <= MAX_HEART_HU)
@@ -321,3 +345,38 @@ def find_heart(
     right_heart = np.zeros(grid.shape, bool)
     right_heart[box] = _right_heart(heart, track)
     return {"heart": full, "right_heart": right_heart}
+
+
+def contrast_hidden_regions(
+    dense_veins: tuple[str, ...], masks: dict[str, np.ndarray]
+) -> tuple[str, ...]:
+    """The regions where undiluted contrast hides cement: ``dense_veins`` (measured by
+    anatomy/contrast.py) plus RIGHT_ATRIUM when one of them is an SVC-side vein and a right heart
+    was found. The one source both the detector (cement/lookalikes.py) and the summary use."""
+    right_heart = masks.get("right_heart")
+    hidden = any(vein in dense_veins for vein in INFLOW_VEINS)
+    if hidden and right_heart is not None and right_heart.any():
+        return (*dense_veins, RIGHT_ATRIUM)
+    return tuple(dense_veins)
+
+
+def atrium_inflow(masks: dict[str, np.ndarray], spacing_mm: float) -> np.ndarray:
+    """The right atrium near the SVC inflow (see ATRIUM_NORMAL): the right-heart region's
+    right-posterior half, within INFLOW_REACH_MM of the SVC mask where there is one."""
+    right_heart = masks.get("right_heart")
+    out = np.zeros(next(iter(masks.values())).shape, bool)
+    if right_heart is None or not right_heart.any():
+        return out
+    points = np.argwhere(right_heart)
+    keep = (points - points.mean(axis=0)) @ ATRIUM_NORMAL < 0
+    svc = masks.get("svc")
+    if svc is not None and svc.any():
+        reach = int(np.ceil(INFLOW_REACH_MM / spacing_mm))
+        low = np.maximum(points.min(axis=0) - reach, 0)
+        high = np.minimum(points.max(axis=0) + 1 + reach, svc.shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+        if svc[box].any():
+            distance_mm = ndimage.distance_transform_edt(~svc[box]) * spacing_mm
+            keep &= distance_mm[tuple((points - low).T)] <= INFLOW_REACH_MM
+    out[tuple(points[keep].T)] = True
+    return out

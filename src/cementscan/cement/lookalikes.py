@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from cementscan.anatomy.heart import RIGHT_ATRIUM, atrium_inflow, contrast_hidden_regions
 from cementscan.anatomy.model import Anatomy
 from cementscan.io.volume import CTVolume
 
@@ -30,10 +31,16 @@ ARTERY_WALL_DILATION = 2
 ARTERIES = ("aorta",)
 # Veins that carry contrast injected into an arm vein undiluted (anatomy/contrast.py).
 INJECTION_VEINS = ("svc", "brachiocephalic_vein_right", "brachiocephalic_vein_left")
-# Undiluted contrast from an arm vein streams on through the SVC into the right atrium before it
-# mixes, so when the SVC side is dense the right heart is not assessable either.
-DOWNSTREAM_OF = {"svc": ("right_heart",), "brachiocephalic_vein_right": ("svc", "right_heart"),
-                 "brachiocephalic_vein_left": ("svc", "right_heart")}  # fmt: skip
+# Undiluted contrast from a brachiocephalic vein goes on through the SVC. It streams on into the
+# right atrium near the SVC inflow, but mixes there with the unopacified IVC return: that part
+# of the atrium only is not assessable (anatomy/heart.py contrast_hidden_regions), never the
+# right ventricle.
+DOWNSTREAM_OF = {"brachiocephalic_vein_right": ("svc",), "brachiocephalic_vein_left": ("svc",)}
+# Phases in which the injection veins may hold undiluted contrast the anatomy's own measure
+# missed (a thin column averaged down on the work grid). In the portal-venous phase the
+# contrast has long passed: there only the anatomy's measure counts (a cement spike at the
+# SVC-atrium junction must stay).
+UNMEASURED_CONTRAST_PHASES = ("arterial", "unknown")
 # Cement outside bone goes where the veins of a treated vertebra take it (clinical-evidence.md
 # §2.2: disc, canal, foramen, paravertebral veins, azygos, IVC, right heart, pulmonary arteries).
 # A thin extra-osseous component (no thick core) farther than ROUTE_MARGIN work voxels from all of
@@ -59,13 +66,20 @@ def remove_lookalikes(
 ) -> list[Candidate]:
     """``candidates`` with look-alikes shown by ``anatomy`` set to confidence 0 (kind says why).
 
-    ``opacified``: the CT itself shows contrast in its vessels; then the injection veins may
-    hold undiluted contrast even where the anatomy's own measure missed it."""
-    dense = list(anatomy.dense_contrast_veins)
-    if opacified:
+    ``opacified``: the CT itself shows contrast in its vessels; then, in the arterial or an
+    unknown phase, the injection veins may hold undiluted contrast even where the anatomy's own
+    measure missed it. The right atrium near the SVC inflow goes with the veins the anatomy
+    measured (the same regions the summary marks not assessable)."""
+    hidden = contrast_hidden_regions(anatomy.dense_contrast_veins, anatomy.masks)
+    dense = [name for name in hidden if name != RIGHT_ATRIUM]
+    if opacified and anatomy.contrast_phase in UNMEASURED_CONTRAST_PHASES:
         dense.extend(INJECTION_VEINS)
     for vein in anatomy.dense_contrast_veins:
         dense.extend(DOWNSTREAM_OF.get(vein, ()))
+    if RIGHT_ATRIUM in hidden:
+        inflow = atrium_inflow(anatomy.masks, anatomy.grid.spacing_mm)
+        anatomy = replace(anatomy, masks={**anatomy.masks, RIGHT_ATRIUM: inflow})
+        dense.append(RIGHT_ATRIUM)
     # Each mask is a union of anatomy masks widened by some work voxels; it is looked up only at
     # the candidates tested against it, so it is built only around them (cropped, exact).
     present: dict[str, bool] = {}  # which masks have a voxel, shared by the unions

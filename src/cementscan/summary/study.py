@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cementscan.anatomy.heart import RIGHT_ATRIUM, contrast_hidden_regions
 from cementscan.anatomy.model import Anatomy, Vertebra
 from cementscan.classify.placement import levels_known
 from cementscan.findings.model import (
@@ -42,7 +43,7 @@ class SeriesCoverage:
     z_range_mm: tuple[float, float]  # LPS z of the scan's caudal and cranial edges
     slice_mm: float
     frame_of_reference_uid: str | None = None
-    dense_contrast_veins: tuple[str, ...] = ()
+    dense_contrast_veins: tuple[str, ...] = ()  # and RIGHT_ATRIUM: regions contrast hides
     vertebrae: tuple[Vertebra, ...] = ()  # only when the levels are known
 
 
@@ -60,7 +61,9 @@ def series_coverage(series_index: int, volume: CTVolume, anatomy: Anatomy | None
         z_range_mm=(float(z.min()), float(z.max())),
         slice_mm=float(step_z.max()),
         frame_of_reference_uid=volume.source.frame_of_reference_uid,
-        dense_contrast_veins=() if anatomy is None else tuple(anatomy.dense_contrast_veins),
+        dense_contrast_veins=()
+        if anatomy is None
+        else contrast_hidden_regions(anatomy.dense_contrast_veins, anatomy.masks),
         vertebrae=anatomy.vertebrae if anatomy is not None and levels_known(anatomy) else (),
     )
 
@@ -126,8 +129,10 @@ def summarise(
     ivc = _ivc(findings, unique, series, levels)
     chest_series = [s for s in series if set(s.coverage) & set(CHEST_REGIONS)]
     heart = [f for f in unique if f.category == "right_heart"]
+    # Where undiluted contrast streams into the right atrium the detector drops what lies there
+    # (cement/lookalikes.py, same regions): absence cannot be stated (DESIGN.md §4).
     heart_ok = any(
-        "right_heart" not in s.dense_contrast_veins and "heart" not in s.dense_contrast_veins
+        not {"right_heart", "heart", RIGHT_ATRIUM} & set(s.dense_contrast_veins)
         for s in chest_series
     )
     right_heart = RegionSummary(
