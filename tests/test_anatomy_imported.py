@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cementscan.anatomy.build import compute_anatomy
 from cementscan.anatomy.grid import make_work_grid
 from cementscan.anatomy.imported import anatomy_from_classes, read_class_masks
 from cementscan.io import load_volume
@@ -99,3 +100,14 @@ def test_per_class_folder_equals_multilabel(shared_data: Path, tmp_path: Path) -
     assert set(masks) == set(chosen)
     for name in chosen:
         assert np.array_equal(masks[name], multilabel[name])
+
+
+def test_imported_anatomy_measures_undiluted_contrast(shared_data: Path) -> None:
+    """With TotalSegmentator masks, as with classical anatomy, chest-cta's SVC full of undiluted
+    contrast is measured and warned about (the detector drops what lies there; the summary must
+    say so, not report absence)."""
+    folder = shared_data / "chest-cta"
+    anatomy = compute_anatomy(load_volume(folder / "ct.nii.gz"), folder / "labels.nii.gz")
+    assert anatomy.source == "imported"
+    assert "svc" in anatomy.dense_contrast_veins
+    assert any("undiluted contrast fills" in w for w in anatomy.warnings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ def _run(volume: CTVolume) -> Run:
     body = body_mask(grid)
     spine = find_vertebrae(grid, body, canal_centerline(grid, body))
     return Run(spine, assign_levels(grid, body, spine))
+
+
+_REAL_CACHE: dict[str, Run] = {}
+
+
+def _real_run(shared_data: Path, name: str) -> Run:
+    """A shared volume's run, made once per test module (several tests read the same one)."""
+    if name not in _REAL_CACHE:
+        _REAL_CACHE[name] = _run(load_volume(shared_data / name / "ct.nii.gz"))
+    return _REAL_CACHE[name]
 
 
 def _label_at(image: sitk.Image, names: dict[int, str], lps_mm: tuple[float, ...]) -> str:
@@ -67,7 +78,7 @@ def _check_against_labels(run: Run, folder: Path) -> tuple[int, int, int, int]:
 
 @pytest.mark.parametrize("name", ["abdomen-native-3mm", "chest-cta"])
 def test_bodies_lie_in_their_labels(shared_data: Path, name: str) -> None:
-    run = _run(load_volume(shared_data / name / "ct.nii.gz"))
+    run = _real_run(shared_data, name)
     reported, inside, eligible, hit = _check_against_labels(run, shared_data / name)
     print(
         f"{name}: {reported} bodies with a level, {inside} inside the label of that level; "
@@ -83,7 +94,7 @@ def test_bodies_lie_in_their_labels(shared_data: Path, name: str) -> None:
 
 
 def test_levels_from_the_sacrum_agree_with_the_last_rib(shared_data: Path) -> None:
-    run = _run(load_volume(shared_data / "abdomen-native-3mm" / "ct.nii.gz"))
+    run = _real_run(shared_data, "abdomen-native-3mm")
     assert run.levels.level_anchor == "sacrum"
     assert run.levels.anchors_found.get("last_rib") == run.levels.anchors_found["sacrum"]
     assert run.levels.level_confidence >= 0.9
@@ -110,8 +121,88 @@ def test_crop_without_anchor_has_no_levels(shared_data: Path) -> None:
     assert all(v.level is None for v in run.levels.vertebrae)
 
 
+def _reference_discs(folder: Path) -> dict[str, float]:
+    """Reference disc heights (LPS z, mm) from the labels: on the column through the midpoint
+    of two neighbouring bodies' centroids (their anterior 40%: the body, not the arch), half-way
+    between the upper body's lowest and the lower body's highest labelled point."""
+    image = sitk.ReadImage(str(folder / "labels.nii.gz"))
+    names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
+    array = sitk.GetArrayFromImage(image)  # [k, j, i]
+    order = ("C5", "C6", "C7", *SPINE_LEVELS, "S1")
+    centroids: dict[str, np.ndarray] = {}
+    label_of: dict[str, int] = {}
+    for label_id, name in names.items():
+        level = name.removeprefix("vertebrae_")
+        if level not in order:
+            continue
+        k, j, i = np.nonzero(array == label_id)
+        if len(k) < 50:
+            continue
+        lps = np.array(
+            [image.TransformContinuousIndexToPhysicalPoint([float(a), float(b), float(c)])
+             for a, b, c in zip(i[::20], j[::20], k[::20], strict=True)]
+        )  # fmt: skip
+        front = lps[:, 1] < lps[:, 1].min() + 0.4 * np.ptp(lps[:, 1])
+        centroids[level] = lps[front].mean(axis=0)
+        label_of[level] = label_id
+    levels = sorted(centroids, key=order.index)
+    out: dict[str, float] = {}
+    for upper, lower in itertools.pairwise(levels):
+        if order.index(lower) - order.index(upper) != 1:
+            continue
+        mid = 0.5 * (centroids[upper] + centroids[lower])
+        in_upper, in_lower = [], []
+        for dx in (-4.0, 0.0, 4.0):
+            for dy in (-4.0, 0.0, 4.0):
+                for z in np.arange(mid[2] - 40.0, mid[2] + 40.0, 0.5):
+                    index = image.TransformPhysicalPointToIndex(
+                        (float(mid[0] + dx), float(mid[1] + dy), float(z))
+                    )
+                    if not all(0 <= n < s for n, s in zip(index, image.GetSize(), strict=True)):
+                        continue
+                    value = int(array[index[2], index[1], index[0]])
+                    if value == label_of[upper]:
+                        in_upper.append(z)
+                    elif value == label_of[lower]:
+                        in_lower.append(z)
+        if in_upper and in_lower:
+            out[f"{upper}_{lower}"] = 0.5 * (min(in_upper) + max(in_lower))
+    return out
+
+
+@pytest.mark.parametrize("name", ["abdomen-native-3mm", "chest-cta"])
+def test_discs_lie_at_the_reference_discs(shared_data: Path, name: str) -> None:
+    """Each named disc within 6 mm (2-3 voxels) of the labels' disc, 3 mm on average: planes
+    perpendicular to a canal course that swung front to back within each vertebra had put the
+    abdomen's lumbar discs 6-13 mm cranial (on an endplate), and numbered bodies by them."""
+    run = _real_run(shared_data, name)
+    reference = _reference_discs(shared_data / name)
+    levels = run.levels.levels
+    errors: dict[str, float] = {}
+    disc_masks = [key for key in run.spine.masks if key.startswith("disc_")]  # disc_<n>_<n+1>
+    for key, centre in zip(disc_masks, run.spine.disc_centres_lps_mm, strict=True):
+        n = int(key.split("_")[1])
+        named = f"{levels[n]}_{levels[n + 1]}"
+        if named in reference:
+            errors[named] = centre[2] - reference[named]
+    print(name, {k: round(float(v), 1) for k, v in errors.items()}, "of", sorted(reference))
+    assert len(errors) >= 0.7 * len(reference)
+    assert max(abs(e) for e in errors.values()) <= 6.0
+    assert float(np.mean(np.abs(list(errors.values())))) <= 3.0
+
+
+def test_ribs_belong_to_the_thoracic_vertebrae(shared_data: Path) -> None:
+    """chest-cta: every rib is assigned to its own vertebra, T1-T12 (the 12th rib's end beside
+    the spine lies below the T12/L1 disc; its head is on T12), so the last rib names T12."""
+    run = _real_run(shared_data, "chest-cta")
+    with_ribs = [lv for lv, r in zip(run.levels.levels, run.levels.has_ribs, strict=True) if r]
+    print(run.levels.anchors_found, run.levels.warnings, with_ribs)
+    assert with_ribs == [f"T{n}" for n in range(1, 13)]
+    assert not any("no rib found" in w for w in run.levels.warnings)
+
+
 def test_mask_names_follow_levels(shared_data: Path) -> None:
-    run = _run(load_volume(shared_data / "abdomen-native-3mm" / "ct.nii.gz"))
+    run = _real_run(shared_data, "abdomen-native-3mm")
     renamed = run.levels.mask_names()
     assert renamed["vertebral_body_1"] == "vertebral_body_L1"
     assert any(v == "disc_L4_L5" for v in renamed.values())
@@ -165,6 +256,7 @@ def _phantom_run(preset: str, index: int) -> PhantomRun:
 def _drop_phantoms() -> Iterator[None]:
     yield
     _PHANTOM_CACHE.clear()
+    _REAL_CACHE.clear()
 
 
 def _phantom_levels(result: PhantomRun) -> tuple[list[tuple[str, str]], set[str]]:

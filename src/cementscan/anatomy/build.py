@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,35 @@ def compute_anatomy(volume: CTVolume, masks_path: Path | None = None) -> Anatomy
     """
     grid = make_work_grid(volume)
     if masks_path is not None:
-        return anatomy_from_classes(read_class_masks(masks_path, grid), grid)
+        imported = anatomy_from_classes(read_class_masks(masks_path, grid), grid)
+        phase, dense, warnings = _contrast(grid, imported.masks)
+        return replace(
+            imported,
+            contrast_phase=phase,
+            dense_contrast_veins=dense,
+            warnings=(*imported.warnings, *warnings),
+        )
     return classical_anatomy(grid, volume)
+
+
+def _contrast(
+    grid: WorkGrid, masks: dict[str, np.ndarray]
+) -> tuple[str, tuple[str, ...], list[str]]:
+    """The contrast phase, the veins undiluted contrast fills, and the warnings they call for
+    (the same for classical and imported anatomy: what the detector drops, the report says)."""
+    phase = contrast_phase(grid, masks)
+    dense = dense_contrast_veins(grid, masks, phase)
+    warnings = []
+    if dense:
+        warnings.append(
+            f"undiluted contrast fills {', '.join(dense)}: cement cannot be told from it there"
+        )
+    if RIGHT_ATRIUM in contrast_hidden_regions(dense, masks):
+        warnings.append(
+            "undiluted contrast streams from the SVC into the right atrium: cement near the SVC "
+            "inflow cannot be told from it, the right heart is not assessable"
+        )
+    return phase, dense, warnings
 
 
 def classical_anatomy(grid: WorkGrid, volume: CTVolume) -> Anatomy:
@@ -66,17 +94,8 @@ def classical_anatomy(grid: WorkGrid, volume: CTVolume) -> Anatomy:
         # The SVC ends where it enters the right atrium: what of its prior lies in the heart is
         # atrium (the synthetic torso: 11 of 15 ml; a spike there is right-heart cement).
         masks["svc"] = masks["svc"] & ~heart["heart"]
-    phase = contrast_phase(grid, masks)
-    dense = dense_contrast_veins(grid, masks, phase)
-    if dense:
-        warnings.append(
-            f"undiluted contrast fills {', '.join(dense)}: cement cannot be told from it there"
-        )
-    if RIGHT_ATRIUM in contrast_hidden_regions(dense, masks):
-        warnings.append(
-            "undiluted contrast streams from the SVC into the right atrium: cement near the SVC "
-            "inflow cannot be told from it, the right heart is not assessable"
-        )
+    phase, dense, contrast_warnings = _contrast(grid, masks)
+    warnings.extend(contrast_warnings)
     anatomy = Anatomy(
         grid=grid,
         masks=masks,
@@ -96,8 +115,6 @@ def classical_anatomy(grid: WorkGrid, volume: CTVolume) -> Anatomy:
 
 def _with_coverage(anatomy: Anatomy, body: np.ndarray) -> Anatomy:
     """Name the body regions the scan covers, from levels where known, else from lungs and IVC."""
-    from dataclasses import replace
-
     levels = {v.level for v in anatomy.vertebrae if v.level}
     regions: list[str] = []
     if any(level.startswith("C") for level in levels):

@@ -29,17 +29,30 @@ RIB_MIN_REACH_MM = 65.0  # lumbar transverse processes end < ~50-55 mm from the 
 RIB_MAX_HEIGHT_MM = 60.0  # iliac wings and scapulae are taller than a rib's descent here
 RIB_MAX_VOLUME_ML = 25.0  # a rib in the box is a few ml; an iliac wing is far more
 RIB_MEDIAL_SLAB_MM = 4.0  # the medial end: voxels this close to the rib's most medial one
+# A rib belongs to the vertebra it articulates with (its head on the body, its tubercle on the
+# transverse process), medial of the box's cut. The lower ribs descend steeply outwards
+# (chest-cta's 12th: ~0.8 mm per mm), so their cut end lies at or below the disc under their
+# own vertebra; followed back along their own course to the head's distance from the canal
+# (the costovertebral joint, ~20 mm), they land inside it.
+RIB_COURSE_FIT_MM = 18.0  # the rib's medial stretch whose slope is followed back
+RIB_HEAD_LATERAL_MM = 20.0
+RIB_MAX_HEAD_SHIFT_MM = 15.0
 # --- sacrum ----------------------------------------------------------------------------------
 SACRUM_BONE_HU = 150.0  # the alae's thin cortex on 2 mm voxels (abdomen-native-3mm: ~150-250)
 SACRUM_ALA_REACH_MM = 70.0  # alae + iliac bones reach far beyond L5's transverse processes
 SACRUM_MIN_FRACTION = 0.3  # of a body's slices that must show the alae
 SACRUM_SEED_ANTERIOR_MM = (3.0, 40.0)  # the body, in front of the canal's centre
 SACRUM_SEED_HALF_WIDTH_MM = 12.0
+BODY_HEIGHT_MM = (10.0, 60.0)  # C7 (~13 mm with its disc) to a tall lumbar body with its discs
 MIN_RIB_BODIES_ABOVE_S1 = 5  # L1 (a 13th rib) is 5 bodies above S1; L2 and below bear none
 # --- confidence ------------------------------------------------------------------------------
 CONFIDENCE_SINGLE = {"sacrum": 0.8, "last_rib": 0.7, "first_rib": 0.6}
 CONFIDENCE_AGREE = 0.95
-CONFIDENCE_CONFLICT = 0.4  # anchors disagree: a variant (11/13 ribs, transitional vertebra)
+# Anchors disagree: a variant (11/13 ribs, a transitional vertebra) or a missed disc. Levels
+# still follow the first anchor of ANCHOR_PRIORITY (as a radiologist counts lumbar levels up
+# from the sacrum), named with a warning; placement names levels from 0.5 (DESIGN.md §5:
+# anatomy failure degrades, never loses).
+CONFIDENCE_CONFLICT = 0.5
 CONFIDENCE_NONE = 0.0
 ANCHOR_PRIORITY = ("sacrum", "last_rib", "first_rib")
 NORMAL_LUMBAR_COUNT = 5
@@ -118,8 +131,22 @@ def find_rib_ends(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> list[
             continue
         medial = idx[lateral <= lateral.min() + RIB_MEDIAL_SLAB_MM]
         side = "left" if float(np.mean(dx[medial[:, 0], 0, medial[:, 2]])) > 0 else "right"
-        ends.append((float(medial[:, 2].mean()), side))
+        ends.append((_rib_head_slice(idx[:, 2], lateral, float(medial[:, 2].mean()), sp), side))
     return ends
+
+
+def _rib_head_slice(
+    k: np.ndarray, lateral_mm: np.ndarray, end_k: float, spacing_mm: float
+) -> float:
+    """The axial slice of a rib's head: its medial end (``end_k``) followed back along the
+    slope of its medial stretch (slices ``k`` at distances ``lateral_mm`` from the canal)."""
+    near = lateral_mm <= lateral_mm.min() + RIB_COURSE_FIT_MM
+    if np.ptp(lateral_mm[near]) < 0.5 * RIB_COURSE_FIT_MM:
+        return end_k
+    slope, _ = np.polyfit(lateral_mm[near], k[near].astype(float), 1)  # slices per mm outwards
+    shift = slope * (RIB_HEAD_LATERAL_MM - float(lateral_mm[near].min()))
+    limit = RIB_MAX_HEAD_SHIFT_MM / spacing_mm
+    return end_k + float(np.clip(shift, -limit, limit))
 
 
 def _body_of_slice(spine: SpineResult, k: float) -> int | None:
@@ -175,6 +202,19 @@ def _sacral_bodies(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> list
     return out
 
 
+def _plausible_heights(spine: SpineResult) -> list[bool]:
+    """Per body: is its height along the canal (disc to disc) that of a vertebra?"""
+    assert spine.frame is not None
+    arc = spine.frame.arc_mm
+    slices = np.arange(len(arc))
+    out = []
+    for b in spine.bodies:
+        upper, lower = b.s_range
+        height = abs(float(np.interp(upper, slices, arc)) - float(np.interp(lower, slices, arc)))
+        out.append(BODY_HEIGHT_MM[0] <= height <= BODY_HEIGHT_MM[1])
+    return out
+
+
 def _levels_from(anchor_index: int, anchor_level: str, count: int) -> list[str | None]:
     base = LEVEL_NAMES.index(anchor_level) - anchor_index
     return [
@@ -223,11 +263,14 @@ def assign_levels(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> Level
                 f"{MIN_RIB_BODIES_ABOVE_S1} above the sacrum: not counted as ribs"
             )
     rib_idx = [n for n, r in enumerate(has_ribs) if r]
+    # A rib anchor counts only where both bodies beside the change are body-sized: a chain
+    # that is no spine (a mediastinal crop: "bodies" of 4 and 150 mm) names nothing.
+    plausible = _plausible_heights(spine)
     if rib_idx:
         last, first = max(rib_idx), min(rib_idx)
-        if last + 1 < n_bodies and has_ribs[last + 1] is False:
+        if last + 1 < n_bodies and has_ribs[last + 1] is False and all(plausible[last : last + 2]):
             anchors["last_rib"] = last  # T12
-        if first >= 1 and has_ribs[first - 1] is False:
+        if first >= 1 and has_ribs[first - 1] is False and all(plausible[first - 1 : first + 1]):
             anchors["first_rib"] = first  # T1
         gaps = [n for n in range(first, last + 1) if has_ribs[n] is False]
         if gaps:

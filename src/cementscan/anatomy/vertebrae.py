@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from cementscan.anatomy.grid import WorkGrid
 from cementscan.anatomy.spine import SpineFrame, spine_frame, spine_roi_coordinates, straighten
@@ -61,6 +61,16 @@ MISSING_DISC_COST = 1.0  # beyond MAX_PERIOD_RATIO: likely a missed or a spuriou
 MISSED_DISC_RATIO = 1.6
 MISSED_DISC_COST = 1.5
 # Endplate peaks either side of one unresolved disc lie closer than this fraction of the period.
+# Dense bone on thin slices shows the disc itself as a dark gap between two bright endplates;
+# the chain's peak then sits on one of the endplates (abdomen-native-3mm: 5-8 mm cranial). The
+# disc is moved onto the darkest slice within this fraction of the period when that slice is
+# darker than the bone on both sides of it by GAP_MIN_CONTRAST_HU and darker than the bodies'
+# cores (the profile's lower quartile over a period either side) by GAP_BELOW_CORE_HU: disc
+# tissue is darker than cancellous bone. A thick-slice endplate complex, one bright line over a
+# dim core (chest-cta), has no such gap beside it: it stays.
+GAP_SEARCH_FRACTION = 0.3
+GAP_MIN_CONTRAST_HU = 40.0
+GAP_BELOW_CORE_HU = 20.0
 PAIR_FRACTION = 0.45
 # The second cue: the bony ring around the canal closes once per vertebra, at the pedicles,
 # and opens between them at the foramina (the disc's level). Bone is counted beside the canal,
@@ -268,11 +278,13 @@ def _pick_discs(
     the squared log-ratio of its length to the previous link's (bodies change height slowly)
     and is only allowed within PERIOD_RANGE_MM.
     """
-    peaks, _props = signal.find_peaks(feature, prominence=0.0)
+    from scipy.signal import find_peaks, peak_prominences  # here: scipy.signal costs ~0.7 s
+
+    peaks, _props = find_peaks(feature, prominence=0.0)
     peaks = peaks[valid[peaks]]
     if len(peaks) == 0:
         return [], 0.0
-    prominence = signal.peak_prominences(feature, peaks)[0] / _robust_scale(feature)
+    prominence = peak_prominences(feature, peaks)[0] / _robust_scale(feature)
     reward = PEAK_REWARD * np.minimum(prominence, 3.0) - 0.3
     # Two peaks close together may be the endplates either side of one disc that the slices
     # do not resolve: their midpoint is a candidate too, as strong as the stronger of them.
@@ -406,7 +418,9 @@ def ring_peaks(ring: np.ndarray, step_mm: np.ndarray, prior_mm: np.ndarray) -> n
     does not show a regular sequence of them."""
     step = float(np.median(step_mm))
     distance = max(2, int(RING_MIN_DISTANCE * float(np.median(prior_mm)) / step))
-    peaks, _ = signal.find_peaks(ring, prominence=RING_MIN_PROMINENCE, distance=distance)
+    from scipy.signal import find_peaks  # here: importing scipy.signal costs ~0.7 s
+
+    peaks, _ = find_peaks(ring, prominence=RING_MIN_PROMINENCE, distance=distance)
     if len(peaks) < RING_MIN_PEAKS:
         return np.zeros(0, int)
     arc_mm = np.concatenate([[0.0], np.cumsum(step_mm[:-1])])
@@ -483,7 +497,22 @@ def find_discs(
         low, high = best_discs
         if arc_mm[high] - arc_mm[low] < SINGLE_BODY_MIN_RATIO * prior_mm[(low + high) // 2]:
             best_discs = [low if best_feature[low] >= best_feature[high] else high]
-    return best_discs, mean_profile
+    return [_onto_gap(mean_profile, d, prior_mm, step_mm) for d in best_discs], mean_profile
+
+
+def _onto_gap(profile: np.ndarray, disc: int, prior_mm: np.ndarray, step_mm: np.ndarray) -> int:
+    """``disc`` moved onto the dark gap between its endplates where the profile shows one."""
+    reach = max(1, int(round(GAP_SEARCH_FRACTION * prior_mm[disc] / step_mm[disc])))
+    lo, hi = max(disc - reach, 1), min(disc + reach, len(profile) - 2)
+    if hi < lo:
+        return disc
+    gap = lo + int(np.argmin(profile[lo : hi + 1]))
+    below = profile[max(gap - reach, 0) : gap].max()
+    above = profile[gap + 1 : gap + 1 + reach].max()
+    period = int(round(prior_mm[disc] / step_mm[disc]))
+    core = np.percentile(profile[max(disc - period, 0) : disc + period + 1], 25)
+    bright_both_sides = min(below, above) >= profile[gap] + GAP_MIN_CONTRAST_HU
+    return gap if bright_both_sides and profile[gap] <= core - GAP_BELOW_CORE_HU else disc
 
 
 def _bone_both_sides(profile: np.ndarray, period_slices: np.ndarray) -> np.ndarray:

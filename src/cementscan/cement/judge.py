@@ -141,6 +141,7 @@ def judge(
         and f["elongation"] >= SPIKE_MIN_ELONGATION
         and f["width_mm"] >= SPIKE_MIN_WIDTH_MM
         and f["fill"] >= LOOSE_MIN_FILL
+        and f["bone_shell"] < EXTRAOSSEOUS_BONE_SHELL  # along bone: a rib's cortex
     )
     if spike:
         # Kind "loose": with anatomy, a spike off every cement route is removed (lookalikes).
