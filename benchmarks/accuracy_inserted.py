@@ -21,7 +21,7 @@ scan, laterality and predominance right.
 
     python benchmarks/accuracy_inserted.py [--data /work/shared/data]
         [--set /tmp/cementscan-validation] [--split tuning|held_out|all] [--build]
-        [--anatomy classical|none] [--verbose]
+        [--anatomy classical|none|imported] [--verbose]
 """
 
 from __future__ import annotations
@@ -250,14 +250,21 @@ def _level_text(levels: Iterable[str | None]) -> str:
     return " ".join(names) or "-"
 
 
-def run_split(split: str, set_dir: Path, anatomy: str) -> list[CaseScore]:
+def run_split(split: str, set_dir: Path, anatomy: str, data: Path) -> list[CaseScore]:
     scores = []
     for volume, case in spec_cases(split):
         case_dir = set_dir / split / volume / case
         if not (case_dir / "truth.json").exists():
             print(f"  missing {case_dir}", file=sys.stderr)
             continue
-        score = score_case(split, volume, case, case_dir, anatomy)
+        # insert keeps the scan's grid, so the volume's shipped labels fit the inserted case
+        # (the truth was placed with the same labels: this measures the imported path only).
+        # Volumes without a multilabel file (the crops) keep classical anatomy.
+        labels = data / volume / "labels.nii.gz"
+        masks = anatomy
+        if anatomy == "imported":
+            masks = str(labels) if labels.exists() else "classical"
+        score = score_case(split, volume, case, case_dir, masks)
         status = f"FAILED: {score.error}" if score.error else f"{score.seconds:5.1f} s"
         print(f"  {split:9s} {score.name:52s} {status}", flush=True)
         scores.append(score)
@@ -450,14 +457,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=(*SPLITS, "all"), default="tuning",
                         help="default tuning; held_out only for final reports")  # fmt: skip
     parser.add_argument("--build", action="store_true", help="rebuild the set before scoring")
-    parser.add_argument("--anatomy", choices=("classical", "none"), default="classical")
+    parser.add_argument("--anatomy", choices=("classical", "none", "imported"), default="classical",
+                        help="imported: the volume's shipped labels.nii.gz where it has one")  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="list misses and false findings")
     args = parser.parse_args(argv)
     splits = SPLITS if args.split == "all" else (args.split,)
     for split in splits:
         ensure_built(args.set, args.data, split, args.build)
     print(f"analyze (anatomy {args.anatomy}) on {args.set}")
-    results = {split: run_split(split, args.set, args.anatomy) for split in splits}
+    results = {split: run_split(split, args.set, args.anatomy, args.data) for split in splits}
     for split in splits:
         title = "HELD-OUT specs" if split == "held_out" else "tuning specs"
         report(f"{title}, anatomy {args.anatomy}", results[split], args.verbose)

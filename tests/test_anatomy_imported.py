@@ -13,6 +13,7 @@ from cementscan.anatomy.build import compute_anatomy
 from cementscan.anatomy.grid import make_work_grid
 from cementscan.anatomy.imported import anatomy_from_classes, read_class_masks
 from cementscan.io import load_volume
+from cementscan.pipeline import AnalysisOptions, analyze
 
 
 def _label_at(image: sitk.Image, array_ijk: np.ndarray, lps: tuple[float, float, float]) -> int:
@@ -111,3 +112,12 @@ def test_imported_anatomy_measures_undiluted_contrast(shared_data: Path) -> None
     assert anatomy.source == "imported"
     assert "svc" in anatomy.dense_contrast_veins
     assert any("undiluted contrast fills" in w for w in anatomy.warnings)
+
+
+@pytest.mark.parametrize("folder", ["chest-cta", "abdomen-native-3mm"])
+def test_imported_anatomy_finds_no_cement_in_real_ct(shared_data: Path, folder: str) -> None:
+    """No false cement with imported masks either: a rib along chest-cta's wall is not a spike,
+    and a calcification 12 mm beside abdomen-native-3mm's IVC is outside the vein's drawn wall."""
+    labels = shared_data / folder / "labels.nii.gz"
+    result = analyze([shared_data / folder / "ct.nii.gz"], AnalysisOptions(anatomy=str(labels)))
+    assert [f.category for f in result.document.findings] == []

@@ -50,6 +50,11 @@ ROUTE_PREFIXES = ("vertebral_body", "disc", "spinal_canal", "foramina", "posteri
                   "ivc", "svc", "azygos", "heart", "right_heart", "pulmonary_vessels")  # fmt: skip
 ROUTE_LUNGS = ("lung_right", "lung_left")
 ROUTE_MARGIN = 5  # 10 mm on the 2 mm work grid
+# Imported (TotalSegmentator) vessel and heart masks are drawn to the wall, not coarse priors:
+# beyond partial volume, what lies outside them lies outside (a calcification beside the IVC).
+# Leaks beside the spine (epidural, paravertebral) keep ROUTE_MARGIN: it has no canal mask.
+ROUTE_MARGIN_IMPORTED_VESSELS = 2
+ROUTE_VESSELS = ("ivc", "svc", "azygos", "heart", "right_heart", "pulmonary_vessels")
 ROUTE_KINDS = ("loose",)
 # Cement beside metal is cement around a cement-augmented pedicle screw: inside a vertebral body.
 # Dense material beside metal anywhere else (a hip prosthesis, a plate) is the metal's halo.
@@ -86,7 +91,11 @@ def remove_lookalikes(
     contrast = _Union(anatomy, ((tuple(dict.fromkeys(dense)), CONTRAST_VEIN_DILATION),), present)
     arteries = _Union(anatomy, ((ARTERIES, ARTERY_WALL_DILATION),), present)
     route_names = tuple(n for n in anatomy.masks if n.startswith(ROUTE_PREFIXES))
-    route = _Union(anatomy, ((route_names, ROUTE_MARGIN), (ROUTE_LUNGS, 0)), present)
+    vessel_margin = ROUTE_MARGIN_IMPORTED_VESSELS if anatomy.source == "imported" else ROUTE_MARGIN
+    vessels = tuple(n for n in route_names if n.startswith(ROUTE_VESSELS))
+    spine = tuple(n for n in route_names if n not in vessels)
+    groups = ((spine, ROUTE_MARGIN), (vessels, vessel_margin), (ROUTE_LUNGS, 0))
+    route = _Union(anatomy, groups, present)
     body_names = tuple(n for n in anatomy.masks if n.startswith("vertebral_body"))
     bodies = _Union(anatomy, ((body_names, AUGMENTATION_MARGIN),), present)
     out = []
