@@ -11,9 +11,13 @@ BODY_HU = -400  # between air/lung (< -500) and fat (-100)
 BONE_HU = 200  # cortical bone and dense trabecular bone; osteoporotic cores fall below it
 
 
+# Component labels counted with np.bincount are made as intp: bincount would otherwise convert a
+# whole-grid int32 label array first, which costs more than the count.
+LABEL_DTYPE = np.intp
+
+
 def largest_component(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndarray:
-    # intp labels: np.bincount would first convert int32 ones, which costs more than the count.
-    labels, count = ndimage.label(mask, structure=structure, output=np.intp)
+    labels, count = ndimage.label(mask, structure=structure, output=LABEL_DTYPE)
     if count == 0:
         return np.zeros_like(mask, dtype=bool)
     sizes = np.bincount(labels.ravel())

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from cementscan.anatomy.body import IN_PLANE, fill_holes
+from cementscan.anatomy.body import IN_PLANE, LABEL_DTYPE, fill_holes
 from cementscan.anatomy.grid import WorkGrid, labels_to_volume
 from cementscan.anatomy.model import LungInfo
 from cementscan.io.volume import CTVolume
@@ -45,9 +45,6 @@ REFERENCE_LUNG_ML = 2500.0  # adult lung the radius above refers to
 MEDIAL_DISCOUNT = 0.5  # displacement toward the mediastinum counts half: the trunk is central
 
 LUNG_LABELS = {"lung_right": 1, "lung_left": 2}
-# Component labels counted with np.bincount are made as intp: bincount would otherwise convert a
-# whole-grid int32 label array first, which costs more than the count.
-LABEL_DTYPE = np.intp
 _BAND_CODE = 10  # label + this marks a voxel of the edge band in lung_labels_native
 
 

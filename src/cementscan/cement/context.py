@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from cementscan.anatomy.body import fill_holes
+from cementscan.anatomy.body import LABEL_DTYPE, fill_holes
 
 CONTEXT_MM = 2.0  # the context grid's in-plane and through-plane step (about the anatomy grid)
 BODY_HU = -400  # between air/lung (< -500) and fat (-100)
@@ -57,15 +57,14 @@ def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> C
     coarse = np.ascontiguousarray(hu[:: step[0], :: step[1], :: step[2]])
     cell_mm = np.asarray(spacing_mm) * np.asarray(step)
     dense = coarse > BODY_HU
-    # intp labels: np.bincount would first convert int32 ones, which costs more than the count.
-    labels, count = ndimage.label(dense, output=np.intp)
+    labels, count = ndimage.label(dense, output=LABEL_DTYPE)
     body = np.zeros(coarse.shape, bool)
     if count:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
         body = fill_holes(labels == int(np.argmax(sizes)), axial_only=True)
     air = (coarse < AIR_HU) & body
-    air_labels, n_air = ndimage.label(air, output=np.intp)
+    air_labels, n_air = ndimage.label(air, output=LABEL_DTYPE)
     lung_air = np.zeros(coarse.shape, bool)
     if n_air:
         sizes_ml = np.bincount(air_labels.ravel()) * float(np.prod(cell_mm)) / 1000.0
@@ -76,7 +75,7 @@ def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> C
     lung = (fraction >= LUNG_AIR_FRACTION) & body
     lung_core = (fraction >= LUNG_CORE_FRACTION) & body
     bone = (coarse >= BONE_HU) & body
-    bone_labels, n_bone = ndimage.label(bone, output=np.intp)
+    bone_labels, n_bone = ndimage.label(bone, output=LABEL_DTYPE)
     if n_bone:
         sizes_ml = np.bincount(bone_labels.ravel()) * float(np.prod(cell_mm)) / 1000.0
         sizes_ml[0] = 0.0

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from cementscan.anatomy.heart import RIGHT_ATRIUM, atrium_inflow, contrast_hidden_regions
+from cementscan.anatomy.heart import (
+    INFLOW_VEINS,
+    RIGHT_ATRIUM,
+    atrium_inflow,
+    contrast_hidden_regions,
+)
 from cementscan.anatomy.model import Anatomy
 from cementscan.io.volume import CTVolume
 
@@ -29,8 +34,6 @@ CONTRAST_VEIN_DILATION = 1
 # aorta is a plaque. Cement never reaches the aorta (venous route only).
 ARTERY_WALL_DILATION = 2
 ARTERIES = ("aorta",)
-# Veins that carry contrast injected into an arm vein undiluted (anatomy/contrast.py).
-INJECTION_VEINS = ("svc", "brachiocephalic_vein_right", "brachiocephalic_vein_left")
 # Undiluted contrast from a brachiocephalic vein goes on through the SVC. It streams on into the
 # right atrium near the SVC inflow, but mixes there with the unopacified IVC return: that part
 # of the atrium only is not assessable (anatomy/heart.py contrast_hidden_regions), never the
@@ -46,15 +49,14 @@ UNMEASURED_CONTRAST_PHASES = ("arterial", "unknown")
 # A thin extra-osseous component (no thick core) farther than ROUTE_MARGIN work voxels from all of
 # these (or, for the lungs, outside them) is a clip, a wire, a calcification or contrast in an
 # arm vein, and is removed.
-ROUTE_PREFIXES = ("vertebral_body", "disc", "spinal_canal", "foramina", "posterior_elements",
-                  "ivc", "svc", "azygos", "heart", "right_heart", "pulmonary_vessels")  # fmt: skip
+ROUTE_SPINE = ("vertebral_body", "disc", "spinal_canal", "foramina", "posterior_elements")
+ROUTE_VESSELS = ("ivc", "svc", "azygos", "heart", "right_heart", "pulmonary_vessels")
 ROUTE_LUNGS = ("lung_right", "lung_left")
 ROUTE_MARGIN = 5  # 10 mm on the 2 mm work grid
 # Imported (TotalSegmentator) vessel and heart masks are drawn to the wall, not coarse priors:
 # beyond partial volume, what lies outside them lies outside (a calcification beside the IVC).
 # Leaks beside the spine (epidural, paravertebral) keep ROUTE_MARGIN: it has no canal mask.
 ROUTE_MARGIN_IMPORTED_VESSELS = 2
-ROUTE_VESSELS = ("ivc", "svc", "azygos", "heart", "right_heart", "pulmonary_vessels")
 ROUTE_KINDS = ("loose",)
 # Cement beside metal is cement around a cement-augmented pedicle screw: inside a vertebral body.
 # Dense material beside metal anywhere else (a hip prosthesis, a plate) is the metal's halo.
@@ -78,7 +80,7 @@ def remove_lookalikes(
     hidden = contrast_hidden_regions(anatomy.dense_contrast_veins, anatomy.masks)
     dense = [name for name in hidden if name != RIGHT_ATRIUM]
     if opacified and anatomy.contrast_phase in UNMEASURED_CONTRAST_PHASES:
-        dense.extend(INJECTION_VEINS)
+        dense.extend(INFLOW_VEINS)  # where contrast injected into an arm vein arrives undiluted
     for vein in anatomy.dense_contrast_veins:
         dense.extend(DOWNSTREAM_OF.get(vein, ()))
     if RIGHT_ATRIUM in hidden:
@@ -90,10 +92,9 @@ def remove_lookalikes(
     present: dict[str, bool] = {}  # which masks have a voxel, shared by the unions
     contrast = _Union(anatomy, ((tuple(dict.fromkeys(dense)), CONTRAST_VEIN_DILATION),), present)
     arteries = _Union(anatomy, ((ARTERIES, ARTERY_WALL_DILATION),), present)
-    route_names = tuple(n for n in anatomy.masks if n.startswith(ROUTE_PREFIXES))
     vessel_margin = ROUTE_MARGIN_IMPORTED_VESSELS if anatomy.source == "imported" else ROUTE_MARGIN
-    vessels = tuple(n for n in route_names if n.startswith(ROUTE_VESSELS))
-    spine = tuple(n for n in route_names if n not in vessels)
+    spine = tuple(n for n in anatomy.masks if n.startswith(ROUTE_SPINE))
+    vessels = tuple(n for n in anatomy.masks if n.startswith(ROUTE_VESSELS))
     groups = ((spine, ROUTE_MARGIN), (vessels, vessel_margin), (ROUTE_LUNGS, 0))
     route = _Union(anatomy, groups, present)
     body_names = tuple(n for n in anatomy.masks if n.startswith("vertebral_body"))
