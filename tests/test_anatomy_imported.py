@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -12,8 +13,11 @@ import SimpleITK as sitk
 from cementscan.anatomy.build import compute_anatomy
 from cementscan.anatomy.grid import make_work_grid
 from cementscan.anatomy.imported import anatomy_from_classes, read_class_masks
+from cementscan.anatomy.model import Anatomy
 from cementscan.io import load_volume
 from cementscan.pipeline import AnalysisOptions, analyze
+from cementscan.synth.insert import insert_cement, write_insert
+from cementscan.synth.insert_spec import InsertSpec
 
 
 def _label_at(image: sitk.Image, array_ijk: np.ndarray, lps: tuple[float, float, float]) -> int:
@@ -121,3 +125,81 @@ def test_imported_anatomy_finds_no_cement_in_real_ct(shared_data: Path, folder: 
     labels = shared_data / folder / "labels.nii.gz"
     result = analyze([shared_data / folder / "ct.nii.gz"], AnalysisOptions(anatomy=str(labels)))
     assert [f.category for f in result.document.findings] == []
+
+
+@pytest.fixture(scope="module")
+def abdomen_imported(shared_data: Path) -> Anatomy:
+    folder = shared_data / "abdomen-native-3mm"
+    return compute_anatomy(load_volume(folder / "ct.nii.gz"), folder / "labels.nii.gz")
+
+
+def test_imported_discs_lie_between_their_bodies(abdomen_imported: Anatomy) -> None:
+    """TotalSegmentator has no discs: each is the gap between two imported bodies, and the CT
+    shows it is one (disc tissue is darker than the bodies on either side)."""
+    anatomy = abdomen_imported
+    grid, masks = anatomy.grid, anatomy.masks
+    bodies = [v for v in anatomy.vertebrae if v.level]
+    pairs = [(a.level, b.level) for a, b in itertools.pairwise(bodies)]
+    assert ("L4", "L5") in pairs and ("L5", "S1") in pairs
+    for upper, lower in pairs:
+        disc = masks[f"disc_{upper}_{lower}"]
+        z_disc = float(grid.to_lps(np.argwhere(disc))[:, 2].mean())
+        z_upper, z_lower = (
+            next(v.body_centroid_lps_mm[2] for v in bodies if v.level == level)
+            for level in (upper, lower)
+        )
+        assert z_lower < z_disc < z_upper, (upper, lower)
+        disc_hu = float(np.median(grid.hu[disc]))
+        for level in (upper, lower):
+            assert disc_hu < float(np.median(grid.hu[masks[f"vertebral_body_{level}"]])), level
+
+
+def test_imported_canal_and_foramina_behind_the_bodies(abdomen_imported: Anatomy) -> None:
+    """The canal is the hole behind each body, in the midline, dark on CT (CSF and cord);
+    the foramina lie beside it on both sides."""
+    anatomy = abdomen_imported
+    grid, masks = anatomy.grid, anatomy.masks
+    canal = masks["spinal_canal"]
+    assert float(np.median(grid.hu[canal])) < 100.0
+    centreline = anatomy.canal_centerline_lps_mm
+    assert len(centreline) > 0
+    for vertebra in anatomy.vertebrae:
+        x, y, z = vertebra.body_centroid_lps_mm
+        at = centreline[int(np.argmin(np.abs(centreline[:, 2] - z)))]
+        assert abs(at[0] - x) < 10.0, vertebra.level  # midline
+        assert at[1] > y + 15.0, vertebra.level  # posterior (+y) to the body's centre
+    foramina = grid.to_lps(np.argwhere(masks["foramina"]))
+    midline_x = float(np.median(centreline[:, 0]))
+    assert (foramina[:, 0] < midline_x - 5.0).sum() > 0
+    assert (foramina[:, 0] > midline_x + 5.0).sum() > 0
+    assert "posterior_elements" in masks
+
+
+def test_imported_anatomy_names_disc_and_epidural_leaks(shared_data: Path, tmp_path: Path) -> None:
+    """Cement inserted (from the shipped labels) into a disc and into the canal is named disc
+    and epidural, midline, with imported masks (it was named from priors before they had discs
+    and a canal)."""
+    spec = {
+        "seed": 202,
+        "objects": [
+            {"type": "intravertebral", "level": "L2", "volume_ml": 4, "hu": 1800},
+            {"type": "intravertebral", "level": "L4", "volume_ml": 6, "hu": 2500},
+            {"type": "leak", "category": "disc", "from_level": "L2", "direction": "caudal"},
+            {"type": "leak", "category": "epidural", "from_level": "L4", "side": "midline"},
+        ],
+    }
+    folder = shared_data / "abdomen-native-3mm"
+    inserted = insert_cement(folder / "ct.nii.gz", InsertSpec.from_dict(spec))
+    write_insert(inserted, tmp_path)
+    options = AnalysisOptions(anatomy=str(folder / "labels.nii.gz"))
+    findings = analyze([tmp_path / "ct.nii.gz"], options).document.findings
+    for obj in inserted.objects:
+        if obj.category not in ("disc", "epidural"):
+            continue
+        truth_lps = np.asarray(obj.centroid_lps_mm)
+        nearest = min(
+            findings, key=lambda f: np.linalg.norm(np.asarray(f.centroid_lps_mm) - truth_lps)
+        )
+        assert np.linalg.norm(np.asarray(nearest.centroid_lps_mm) - truth_lps) < 10.0
+        assert nearest.category == obj.category
+        assert nearest.side == obj.side

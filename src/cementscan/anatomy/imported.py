@@ -12,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from cementscan.anatomy.grid import WorkGrid
+from cementscan.anatomy.imported_spine import spine_compartments
 from cementscan.anatomy.lungs import lung_info
 from cementscan.anatomy.model import Anatomy, Vertebra
 from cementscan.errors import InputError
@@ -134,12 +135,16 @@ def anatomy_from_classes(classes: dict[str, np.ndarray], grid: WorkGrid) -> Anat
         if name in LOBES:
             masks[name] = mask  # lobes name findings' `lobe` field
     vertebrae = _vertebrae(classes, grid, masks)
+    whole = {m.group(1): mask for n, mask in classes.items() if (m := VERTEBRA.match(n))}
+    bodies = {v.level: masks[f"vertebral_body_{v.level}"] for v in vertebrae if v.level}
+    masks.update(spine_compartments(whole, bodies, vertebrae, classes.get("spinal_cord"), grid))
     return Anatomy(
         grid=grid,
         masks=masks,
         vertebrae=vertebrae,
         level_anchor="imported" if vertebrae else "none",
         level_confidence=IMPORTED_LEVEL_CONFIDENCE if vertebrae else 0.0,
+        canal_centerline_lps_mm=_centerline(masks.get("spinal_canal"), grid),
         ivc_centerline_lps_mm=_centerline(masks.get("ivc"), grid),
         lungs={
             side: lung_info(side, masks[f"lung_{side}"], grid)
