@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from cementscan.anatomy.grid import WorkGrid
 from cementscan.anatomy.model import Vertebra
-from cementscan.anatomy.vertebrae import SpineResult
+from cementscan.anatomy.vertebrae import BODY_HEIGHT_MM, SpineResult
 
 LEVEL_NAMES: tuple[str, ...] = (
     *(f"C{n}" for n in range(1, 8)),
@@ -43,7 +43,6 @@ SACRUM_ALA_REACH_MM = 70.0  # alae + iliac bones reach far beyond L5's transvers
 SACRUM_MIN_FRACTION = 0.3  # of a body's slices that must show the alae
 SACRUM_SEED_ANTERIOR_MM = (3.0, 40.0)  # the body, in front of the canal's centre
 SACRUM_SEED_HALF_WIDTH_MM = 12.0
-BODY_HEIGHT_MM = (10.0, 60.0)  # C7 (~13 mm with its disc) to a tall lumbar body with its discs
 MIN_RIB_BODIES_ABOVE_S1 = 5  # L1 (a 13th rib) is 5 bodies above S1; L2 and below bear none
 # --- confidence ------------------------------------------------------------------------------
 CONFIDENCE_SINGLE = {"sacrum": 0.8, "last_rib": 0.7, "first_rib": 0.6}

@@ -117,6 +117,7 @@ NOT_BONE_HU = 60.0  # fat, muscle, viscera; even fatty marrow is above
 SINGLE_BODY_MIN_RATIO = 0.75  # of the depth-expected period, for a lone disc-to-disc body
 BOTH_SIDES_FRACTION = 0.3  # of the period: a disc has bone this close on both sides
 EXTEND_MM = 20.0  # the frame is extrapolated this far past the canal's ends to find end discs
+BODY_HEIGHT_MM = (10.0, 60.0)  # C7 (~13 mm with its disc) to a tall lumbar body with its discs
 
 
 @dataclass(frozen=True, eq=False)
@@ -604,6 +605,26 @@ def _body_ellipse(
     return centre_v, 0.5 * depth_mm, half_width
 
 
+def _any_plausible_body(bounds: list[tuple[float, float, bool]], arc_mm: np.ndarray) -> bool:
+    """Whether the complete bodies are mostly as tall as vertebrae: those of a vertebra's height
+    span more of the column than those beyond it (a bridged missed disc makes one body too tall
+    among many; a chain that is no spine is mostly too tall or too short). A crop shorter than a
+    body, whose ends the scan cuts, cannot be judged by height."""
+    slices = np.arange(len(arc_mm))
+    plausible_mm = implausible_mm = 0.0
+    for upper, lower, complete in bounds:
+        if not complete:
+            continue
+        height = abs(
+            float(np.interp(upper, slices, arc_mm)) - float(np.interp(lower, slices, arc_mm))
+        )
+        if BODY_HEIGHT_MM[0] <= height <= BODY_HEIGHT_MM[1]:
+            plausible_mm += height
+        else:
+            implausible_mm += height
+    return implausible_mm <= plausible_mm
+
+
 def _canal_radii(straight_hu: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray) -> np.ndarray:
     """Per frame slice, the canal's radius (mm) along CANAL_RAYS in-plane directions."""
     step = float(u_mm[1] - u_mm[0])
@@ -678,6 +699,11 @@ def find_vertebrae(
     )
     if bottom_end is not None:
         bounds[-1] = (bounds[-1][0], bottom_end, True)
+    if not _any_plausible_body(bounds, arc_mm):
+        # A chain that is no spine (a mediastinal crop: "bodies" of 4 and 150 mm between bright
+        # bands of the heart and vessels) names nothing: its "discs" and "bodies" would turn
+        # emboli into paravertebral leaks.
+        return SpineResult((), (), {}, frame, (), ("no body of a vertebra's height: no spine",))
     coords = spine_roi_coordinates(grid, frame)
     s_vox, u_vox, v_vox, roi = coords.s, coords.u_mm, coords.v_mm, coords.roi
     hu_roi = grid.hu[roi]

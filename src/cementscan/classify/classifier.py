@@ -10,6 +10,7 @@ named by a geometric prior or ``other`` (DESIGN.md §5).
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ from cementscan.classify.compartments import (
     compartments_for,
     voxel_codes,
 )
+from cementscan.classify.fill import RingProbe, in_fill_bone
 from cementscan.classify.placement import (
     Midline,
     bone_midline,
@@ -43,6 +45,13 @@ from cementscan.io.volume import CTVolume
 DEFAULT_CANDIDATE_CONFIDENCE = 0.8  # candidates from a detector that does not report one
 BASIS_FACTOR = {"anatomy": 1.0, "imported": 0.95, "prior": 0.6}
 OTHER_FACTOR = 0.8  # "other" says only what a piece is not
+# A leak split off a fill where the CT could not confirm that it left the fill's bone (fill.py)
+# is named by the masks alone, as much a guess as a prior.
+UNCONFIRMED_SPLIT_FACTOR = BASIS_FACTOR["prior"]
+# Spinal leaks where the spine is found but not numbered (no level anchor: a crop, a short
+# scan): the chain of bodies and discs their compartments come from is the less sure.
+UNANCHORED_SPINE_FACTOR = 0.85
+SPINAL_LEAKS = ("disc", "epidural", "foraminal", "paravertebral_soft_tissue", "paravertebral_vein")
 
 # --- splitting ---
 # Pieces smaller than this are slivers where a 2 mm mask edge cuts the cement (a mask edge is
@@ -82,6 +91,9 @@ BODY_CORE_FRACTION = 0.75
 # Cement this close (in-plane) to the canal centerline lies in the canal whatever a coarse canal
 # mask says: the lumbar canal is ~15-20 mm across.
 CANAL_PRIOR_RADIUS_MM = 7.0
+# Leaks that a misplaced disc or body mask can cut off a fill (canal and foramen are told by
+# their own masks and the posterior elements, not by bone around the piece).
+SPLIT_LEAK_CATEGORIES = ("disc", "paravertebral_soft_tissue", "paravertebral_vein", "other")
 CAST_MIN_PIECE_ML = 0.05
 PULMONARY_NEIGHBOURS = ("pulmonary_artery", "right_heart", "other")
 # Mediastinal pulmonary arteries (outside the lung masks): within this of a hilum.
@@ -159,6 +171,9 @@ class _Piece:
     upstream: _Piece | None = None  # the upstream piece (its parent, or nearby treated cement)
     id: int = 0
     vertebra: int | None = None  # index into anatomy.vertebrae
+    # A leak split off a fill where the CT could not confirm that it lies outside the fill's
+    # bone (see fill.py): its category rests on the masks alone.
+    unconfirmed: bool = False
 
 
 class _Context:
@@ -342,19 +357,37 @@ def _split(
     for piece in pieces:
         if piece.code in (UNASSIGNED, BONE):
             _name_unassigned(piece, [pieces[m] for m in piece.neighbours], box, mask, ctx)
-    return _absorb(pieces, members, ctx)
+    return _absorb(pieces, members, ctx, box, labels)
 
 
 def _absorb(
-    pieces: list[_Piece], members: list[np.ndarray], ctx: _Context
+    pieces: list[_Piece],
+    members: list[np.ndarray],
+    ctx: _Context,
+    box: tuple[slice, ...],
+    labels: np.ndarray,
 ) -> tuple[list[_Piece], list[np.ndarray]]:
     """Join pieces that a coarse mask edge cut off their real compartment (see _absorber)."""
     alive = set(range(len(pieces)))
+    probe: list[RingProbe] = []  # built on first use: most candidates are never split
+    ring_hu: dict[tuple[int, int], float | None] = {}
+
+    def in_bone(n: int, fill: int) -> bool | None:
+        if not probe:
+            probe.append(RingProbe(ctx.volume, labels, box))
+        for m in (n, fill):
+            key = (m, len(pieces[m].lps_mm))
+            if key not in ring_hu:
+                ring_hu[key] = probe[0].median_hu(members[m])
+        return in_fill_bone(
+            ring_hu[(n, len(pieces[n].lps_mm))], ring_hu[(fill, len(pieces[fill].lps_mm))]
+        )
+
     changed = True
     while changed:
         changed = False
         for n in sorted(alive, key=lambda n: len(pieces[n].lps_mm)):
-            target = _absorber(n, pieces, ctx)
+            target = _absorber(n, pieces, ctx, in_bone)
             if target is None:
                 continue
             keep = pieces[target]
@@ -378,7 +411,9 @@ def _absorb(
     return out, [members[n] for n in keep_order]
 
 
-def _absorber(n: int, pieces: list[_Piece], ctx: _Context) -> int | None:
+def _absorber(
+    n: int, pieces: list[_Piece], ctx: _Context, in_bone: Callable[[int, int], bool | None]
+) -> int | None:
     """The piece that should absorb piece ``n``, or None. The rules:
 
     - a cast sleeve or bulge: cement outside a coarse vein mask running alongside the cast
@@ -392,7 +427,13 @@ def _absorber(n: int, pieces: list[_Piece], ctx: _Context) -> int | None:
       cement crossing a lung mask's edge (cement reaches the pulmonary arteries only through
       the right heart, clinical-evidence.md §3);
     - a pedicle/cortex passage: unassigned cement between a body and its canal, foramen or
-      disc leak is the route of that leak.
+      disc leak is the route of that leak;
+    - fill beyond a misplaced mask: a disc piece between the fills of both its bodies, a fill
+      touching another body's fill (cement does not cross a disc without leaving a disc piece),
+      and a disc or paravertebral piece of a fill whose in-plane surroundings are the fill's
+      bone (fill.py: beyond the endplate or cortex they are disc or soft tissue) are that fill;
+    - a disc leak's foot: a small "fill" (below INTRAVERTEBRAL_MIN_PIECE_ML) in a candidate
+      with no real fill, touching a larger leak, is that leak crossing a body mask's edge.
     """
     piece = pieces[n]
     if not piece.neighbours:
@@ -428,11 +469,56 @@ def _absorber(n: int, pieces: list[_Piece], ctx: _Context) -> int | None:
     if piece.category == "pulmonary_artery":
         foreign = [m for m in neighbours if cats[m] not in PULMONARY_NEIGHBOURS]
         return foreign[0] if foreign else None
+    target = _misplaced_mask_target(n, pieces, neighbours, volume_ml, ctx, in_bone)
+    if target is not None:
+        return target
     if piece.code in (UNASSIGNED, BONE) and len(neighbours) == 2:
         body = [m for m in neighbours if cats[m] == "intravertebral"]
         leak = [m for m in neighbours if cats[m] in ("epidural", "foraminal", "disc")]
         if body and leak and volume_ml <= len(pieces[leak[0]].lps_mm) * ctx.volume.voxel_volume_ml:
             return leak[0]
+    return None
+
+
+def _misplaced_mask_target(
+    n: int,
+    pieces: list[_Piece],
+    neighbours: list[int],
+    volume_ml: float,
+    ctx: _Context,
+    in_bone: Callable[[int, int], bool | None],
+) -> int | None:
+    """The fill (or leak) that piece ``n`` belongs to where a mask cut it off wrongly (the
+    "fill beyond a misplaced mask" and "disc leak's foot" rules of _absorber), else None."""
+    piece = pieces[n]
+    voxel_ml = ctx.volume.voxel_volume_ml
+    fills = [m for m in neighbours if pieces[m].category == "intravertebral"]
+    if piece.category == "intravertebral":
+        larger = [m for m in fills if len(pieces[m].lps_mm) > len(piece.lps_mm)]
+        if larger:
+            return larger[0]
+        real_fill = any(
+            p.category == "intravertebral"
+            and len(p.lps_mm) * voxel_ml >= INTRAVERTEBRAL_MIN_PIECE_ML
+            for p in pieces
+        )
+        leaks = [
+            m
+            for m in neighbours
+            if pieces[m].category in FIRST_ORDER and len(pieces[m].lps_mm) > len(piece.lps_mm)
+        ]
+        if not real_fill and volume_ml < INTRAVERTEBRAL_MIN_PIECE_ML and leaks:
+            return leaks[0]
+        return None
+    if piece.category not in SPLIT_LEAK_CATEGORIES or not fills:
+        return None
+    if piece.category == "disc" and len({pieces[m].mask_name for m in fills}) >= 2:
+        return fills[0]
+    verdict = in_bone(n, fills[0])
+    if verdict:
+        return fills[0]
+    if verdict is None:
+        piece.unconfirmed = True
     return None
 
 
@@ -787,6 +873,10 @@ def _finding(
     confidence *= BASIS_FACTOR[piece.basis]
     if category == "other":
         confidence *= OTHER_FACTOR
+    if piece.unconfirmed:
+        confidence *= UNCONFIRMED_SPLIT_FACTOR
+    if category in SPINAL_LEAKS and piece.basis == "anatomy" and not levels_known(ctx.anatomy):
+        confidence *= UNANCHORED_SPINE_FACTOR
     return Finding(
         id=piece.id,
         series_index=series_index,
