@@ -1,4 +1,4 @@
-"""Per-scan density calibration: this scan's cortical bone, lung vessels and soft tissue, from the CT alone."""
+"""Per-scan density calibration: this scan's cortex, lung vessels, opacified blood and soft tissue."""
 
 from __future__ import annotations
 
@@ -48,6 +48,12 @@ LUNG_GROW_FRACTION = 0.55  # grow to this fraction of the way from vessel level 
 # Soft tissue outside bone and lung: enhanced blood reaches ~500 HU in a CTA, calcifications
 # +100..+1000; extra-osseous fragments of cement are taken from this level with context.
 SOFT_SEED_MIN_HU = 600.0
+# This scan's opacified blood (context.py: homogeneous pools at 150-800 HU): a high percentile of
+# the pools' HU is its brightest lumen (arteries in a CTA, the pulmonary arteries in a CTPA:
+# 200-550 HU, clinical-evidence.md §4); enhanced parenchyma and mixed venous blood fill the rest.
+# Too few pool voxels (a native scan, a crop beside the vessels): no measured level.
+BLOOD_PERCENTILE = 90.0
+BLOOD_MIN_VALUES = 50
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class Calibration:
     lung_seed_hu: float
     lung_grow_hu: float
     soft_seed_hu: float
+    blood_hu: float | None = None  # this scan's opacified blood; None: no opacified pool seen
 
     @property
     def opacified(self) -> bool:
@@ -68,9 +75,12 @@ class Calibration:
         return self.lung_vessel_hu >= OPACIFIED_VESSEL_HU
 
 
-def calibrate(hu: np.ndarray, lung_values: np.ndarray | None = None) -> Calibration:
+def calibrate(
+    hu: np.ndarray, lung_values: np.ndarray | None = None, pool_values: np.ndarray | None = None
+) -> Calibration:
     """Thresholds for ``hu`` (int16 [i, j, k], k axial) from a sample of its axial slices;
-    ``lung_values`` are HU sampled inside the lungs (None when the scan shows no lung)."""
+    ``lung_values`` are HU sampled inside the lungs (None when the scan shows no lung),
+    ``pool_values`` HU of its homogeneous opacified blood pools (Context.pool_values)."""
     step = max(1, hu.shape[2] // CALIBRATION_SLICES)
     sample = hu[:, :, ::step]
     # In the sample's memory order (the erosion is in-plane either way; the rim's percentile
@@ -94,6 +104,9 @@ def calibrate(hu: np.ndarray, lung_values: np.ndarray | None = None) -> Calibrat
             vessel = float(np.percentile(soft, LUNG_VESSEL_PERCENTILE))
     lung_seed = max(LUNG_SEED_MIN_HU, vessel + LUNG_SEED_OVER_VESSEL_HU)
     lung_grow = vessel + LUNG_GROW_FRACTION * (lung_seed - vessel)
+    blood = None
+    if pool_values is not None and len(pool_values) >= BLOOD_MIN_VALUES:
+        blood = float(np.percentile(pool_values, BLOOD_PERCENTILE))
     return Calibration(
         cortex_hu=cortex,
         seed_hu=seed,
@@ -102,4 +115,5 @@ def calibrate(hu: np.ndarray, lung_values: np.ndarray | None = None) -> Calibrat
         lung_seed_hu=lung_seed,
         lung_grow_hu=lung_grow,
         soft_seed_hu=max(SOFT_SEED_MIN_HU, min(grow, vessel + 400.0)),
+        blood_hu=blood,
     )

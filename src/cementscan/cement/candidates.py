@@ -28,6 +28,19 @@ STREAK_DARK_HU = -200
 # Around a lung focus: beyond its partial-volume rim, within a vessel's reach.
 VESSEL_SHELL_MM = (1.5, 7.0)
 VESSEL_HU = -400  # pulmonary vessels (blood 30-60 HU, partial-volumed in 2-5 mm voxels) vs lung
+# Grown voxels (between grow_hu and seed_hu) belong to thick cement only within its partial-volume
+# rim: about a voxel and the scanner's blur beyond its dense part (inserted cement: <= 2 mm at
+# 1 x 1 x 2 mm). Cortex denser than this scan's calibrated cortex, touching cement, would otherwise
+# carry the cement's component along the vertebral shell (18 mm in a real T12).
+GROW_REACH_MM = 3.0
+# The lumen around a dense focus: a ring beyond its partial-volume rim, within a vessel's radius.
+# Judged only for foci small enough to lie inside a lumen (emboli, spikes, fragments: < 1 ml,
+# clinical-evidence.md §2.2, §3); the measure costs a distance transform of the focus' box.
+LUMEN_RING_MM = (2.0, 5.0)
+LUMEN_MAX_ML = 2.0
+# A voxel of the ring is "at the lumen's level" within this much of the ring's median
+# (noise 10-20 HU, contrast varying 20-40 HU over 10 mm in a lumen).
+LUMEN_TOLERANCE = (100.0, 0.25)  # HU, and fraction of the median, whichever is larger
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,7 @@ def find_components(volume: CTVolume) -> Components:
     hu = volume.hu
     context = compute_context(hu, volume.spacing_mm)
     lung_values = _lung_sample(hu, context)
-    cal = calibrate(hu, lung_values)
+    cal = calibrate(hu, lung_values, context.pool_values)
     # The masks are made in the CT's memory order (a loaded NIfTI is Fortran-ordered [i, j, k]):
     # mixing memory orders in one elementwise operation costs seconds at 512^2 x 300. Every step
     # up to the labelling is symmetric under the axis permutation, so the masks are the same.
@@ -115,8 +128,35 @@ def find_components(volume: CTVolume) -> Components:
             continue
         candidate = _measure(volume, labels, index, box, cal, context)
         candidate.features["near_metal"] = float(near_metal[index])
-        judged.append(judge(candidate, cal, volume.spacing_mm))
+        candidate = judge(candidate, cal, volume.spacing_mm)
+        if candidate.kind == "blob" and _trim_to_reach(volume, labels, index, box, cal):
+            candidate = _measure(volume, labels, index, box, cal, context)
+            candidate.features["near_metal"] = float(near_metal[index])
+            candidate = judge(candidate, cal, volume.spacing_mm)
+        judged.append(candidate)
     return Components(labels, boxes, judged, cal)
+
+
+def _trim_to_reach(
+    volume: CTVolume, labels: np.ndarray, index: int, box: tuple[slice, ...], cal: Calibration
+) -> bool:
+    """Drop the grown voxels of component ``index`` farther than GROW_REACH_MM (per axis, at
+    least one voxel) from its seed-dense voxels; whether any were dropped.
+
+    Only for thick cement (a "blob"): the dense cortex of the vertebra it fills, touching it,
+    is not cement. Cortex and contrast components keep their extent, which is what tells them
+    apart (a shell, a column)."""
+    sub = labels[box]
+    mask = sub == index
+    reach = (mask & (volume.hu[box] >= cal.seed_hu)).astype(np.uint8)
+    for axis, s in enumerate(volume.spacing_mm):
+        size = 2 * max(1, int(round(GROW_REACH_MM / s))) + 1
+        reach = ndimage.maximum_filter1d(reach, size=size, axis=axis, mode="constant")
+    far = mask & (reach == 0)
+    if not far.any():
+        return False
+    sub[far] = 0
+    return True
 
 
 def _metal_halo(
@@ -301,9 +341,20 @@ def _measure(
     vessel_frac, asymmetry = (
         _vessel_context(hu_big, mask_big, spacing) if in_lung >= 0.5 else (0.0, 1.0)
     )
+    p90_hu = float(np.percentile(values, 90))
+    lumen_hu, lumen_homogeneity, in_pool = 0.0, 0.0, 0.0
+    if (
+        cal.blood_hu is not None
+        and len(values) * voxel_ml <= LUMEN_MAX_ML
+        and p90_hu >= cal.seed_hu
+        and len(context.pool_values) > 0
+    ):
+        in_pool = float(context.lookup(context.pool, ijk).mean())
+        if in_pool > 0.0:
+            lumen_hu, lumen_homogeneity = _lumen_context(hu_big, mask_big, spacing)
     features = {
         "voxels": float(len(values)),
-        "p90_hu": float(np.percentile(values, 90)),
+        "p90_hu": p90_hu,
         "core_ml": float(np.count_nonzero(core)) * voxel_ml,
         "seed_ml": float(np.count_nonzero(dense)) * voxel_ml,
         "air_shell": air_frac,
@@ -320,6 +371,9 @@ def _measure(
         "vessel_frac": vessel_frac,
         "asymmetry": asymmetry,
         "excess_ml_hu": float(np.clip(values - cal.lung_vessel_hu, 0, None).sum()) * voxel_ml,
+        "in_pool": in_pool,
+        "lumen_hu": lumen_hu,
+        "lumen_homogeneity": lumen_homogeneity,
     }
     return Candidate(
         label=index,
@@ -358,6 +412,28 @@ def _vessel_context(
     mean_distance = float(np.linalg.norm(offsets, axis=1).mean())
     asymmetry = float(np.linalg.norm(offsets.mean(axis=0))) / max(mean_distance, 1e-6)
     return fraction, asymmetry
+
+
+def _lumen_context(
+    hu_big: np.ndarray, mask_big: np.ndarray, spacing: np.ndarray
+) -> tuple[float, float]:
+    """The level of what surrounds a focus, beyond its partial-volume rim (LUMEN_RING_MM), and
+    the share of that ring at this level (LUMEN_TOLERANCE): a focus inside a contrast-filled
+    lumen is ringed by blood at one level (1.0), one at a wall, in bone or beside other dense
+    material by several (fat, wall, cortex, mixing contrast)."""
+    reach = tuple(int(np.ceil(LUMEN_RING_MM[1] / s)) + 1 for s in spacing)
+    where = np.argwhere(mask_big)
+    low = np.maximum(where.min(axis=0) - reach, 0)
+    high = np.minimum(where.max(axis=0) + 1 + np.asarray(reach), mask_big.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+    distance = ndimage.distance_transform_edt(~mask_big[box], sampling=spacing)
+    ring = (distance > LUMEN_RING_MM[0]) & (distance <= LUMEN_RING_MM[1])
+    values = hu_big[box][ring].astype(np.float32)
+    if len(values) == 0:
+        return 0.0, 0.0
+    level = float(np.median(values))
+    tolerance = max(LUMEN_TOLERANCE[0], LUMEN_TOLERANCE[1] * abs(level))
+    return level, float(np.count_nonzero(np.abs(values - level) <= tolerance)) / len(values)
 
 
 def _streak_score(

@@ -1,4 +1,4 @@
-"""Coarse context computed from the CT alone: body, lungs and bone on a subsampled grid."""
+"""Coarse context computed from the CT alone: body, lungs, bone and blood pools on a subsampled grid."""
 
 from __future__ import annotations
 
@@ -21,6 +21,19 @@ BONE_HU = 200  # cortex and dense trabecular bone
 # the lung: lung foci are looked for outside them. Emboli are < 1 mL (clinical-evidence.md §2.2:
 # small, in peripheral vessels).
 BIG_DENSE_ML = 3.0
+# Opacified blood pools (aorta, pulmonary arteries, heart, enhanced IVC): contrast-filled blood is
+# a homogeneous region above unenhanced blood (30-60 HU) and enhanced parenchyma's usual level
+# (CTPA lumen >= 200 HU, portal-venous ~150; clinical-evidence.md §4). Bone of the same mean
+# density is not homogeneous: cortex and trabeculae vary over a few mm, and osteoporotic
+# trabecular bone (the treated population) reads only 46-80 HU (§4). So a pool is where the
+# local standard deviation over 3 cells (~6 mm) is small, at POOL_HU, in a region of at least
+# POOL_MIN_ML (a few cm of a lumen, larger than any bone-marrow patch that happens to be smooth).
+POOL_HU = (150.0, 800.0)
+POOL_STD_HU = 30.0
+POOL_MIN_ML = 2.0
+# A dense focus punches a hole into its pool's smoothness: its half-width, its partial-volume rim
+# and the 3-cell window (emboli 2-5 mm wide: ~6 mm). The pool is widened by as much.
+POOL_WIDEN_MM = 6.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,6 +46,10 @@ class Context:
     lung: np.ndarray  # lung parenchyma and the vessels and foci inside it
     lung_core: np.ndarray  # deep lung, away from the chest wall, mediastinum and diaphragm
     bone: np.ndarray
+    # Homogeneous opacified blood (see POOL_HU), widened by POOL_WIDEN_MM so that the hole a
+    # dense focus punches into the pool's smoothness is still "in the pool".
+    pool: np.ndarray
+    pool_values: np.ndarray  # HU of the pool's own cells (before widening), for calibration
 
     def lookup(self, mask: np.ndarray, ijk: np.ndarray) -> np.ndarray:
         """``mask`` at CT voxel indices ``ijk`` (n, 3)."""
@@ -81,4 +98,48 @@ def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> C
         sizes_ml[0] = 0.0
         skeleton = ndimage.binary_dilation((sizes_ml >= BIG_DENSE_ML)[bone_labels])
         lung &= ~skeleton
-    return Context(step=step, body=body, lung=lung, lung_core=lung_core, bone=bone)  # type: ignore[arg-type]
+    pool = _blood_pool(coarse, body, float(np.prod(cell_mm)) / 1000.0)
+    values = np.asarray(coarse[pool], dtype=np.float32)
+    if pool.any():
+        # A box-shaped widening, as separable maximum filters (a 3-D structure costs seconds).
+        widened = pool.view(np.uint8)
+        for axis, c in enumerate(cell_mm):
+            cells = 2 * max(1, int(round(POOL_WIDEN_MM / c))) + 1
+            widened = ndimage.maximum_filter1d(widened, size=cells, axis=axis, mode="constant")
+        pool = widened.view(bool)
+    return Context(
+        step=step,  # type: ignore[arg-type]
+        body=body,
+        lung=lung,
+        lung_core=lung_core,
+        bone=bone,
+        pool=pool,
+        pool_values=values,
+    )
+
+
+def _blood_pool(coarse: np.ndarray, body: np.ndarray, cell_ml: float) -> np.ndarray:
+    """Homogeneous regions at opacified-blood density (POOL_HU) of at least POOL_MIN_ML."""
+    dense = body & (coarse >= POOL_HU[0]) & (coarse < POOL_HU[1])
+    out = np.zeros(coarse.shape, bool)
+    where = [
+        np.flatnonzero(dense.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)
+    ]
+    if any(len(w) == 0 for w in where):
+        return out
+    # Local mean and standard deviation over 3 cells, on the dense voxels' box (plus a cell) only.
+    grown = tuple(
+        slice(max(0, int(w[0]) - 1), min(n, int(w[-1]) + 2))
+        for w, n in zip(where, coarse.shape, strict=True)
+    )
+    sub = coarse[grown].astype(np.float32)
+    mean = ndimage.uniform_filter(sub, size=3)
+    square = ndimage.uniform_filter(sub * sub, size=3)
+    std = np.sqrt(np.maximum(square - mean * mean, 0.0))
+    smooth = dense[grown] & (std < POOL_STD_HU)
+    labels, count = ndimage.label(smooth, output=LABEL_DTYPE)
+    if count:
+        sizes_ml = np.bincount(labels.ravel()) * cell_ml
+        sizes_ml[0] = 0.0
+        out[grown] = (sizes_ml >= POOL_MIN_ML)[labels]
+    return out

@@ -67,6 +67,19 @@ CONTRAST_COLUMN_ML = 5.0
 EXTRAOSSEOUS_BONE_SHELL = 0.35
 OPACIFIED_VESSEL_HU = 150.0  # unenhanced blood 30-60 HU; CTPA >= 200 HU (clinical-evidence.md §4)
 LUNG_MAX_ML = 2.0  # larger lung "foci" are atelectasis, consolidation or a mass
+# Inside an opacified vessel a focus is judged against the lumen around it, not against bone or
+# contrast: cement reaches the pulmonary arteries, the IVC and the right heart by the blood
+# (clinical-evidence.md §2.2, §3), and PCE is most often seen on CT pulmonary angiography, where
+# the lumen is 200-550 HU (§4). Contrast-filled blood never reads denser than its own lumen, so a
+# focus denser than this scan's cortex (the seed) ringed by blood at one level is not contrast;
+# calcium is in the wall (ringed by lumen on one side, wall and fat on the other), and a lumen
+# is a homogeneous pool (context.py), not bone. The lumen must be at this scan's own measured
+# blood level (Calibration.blood_hu), not denser: a vein still mixing undiluted contrast is not
+# a lumen at one level (chest-cta SVC: 1,300-3,071 HU streaming through ~500 HU blood).
+LUMEN_MIN_HU = 200.0  # an adequately opacified pulmonary artery (clinical-evidence.md §4)
+LUMEN_OF_BLOOD = (0.6, 1.3)  # the ring's level over this scan's blood level
+LUMEN_MIN_HOMOGENEITY = 0.85  # share of the ring at the ring's level (emboli 0.95-1.0)
+LUMEN_MIN_IN_POOL = 0.5  # share of the focus inside a homogeneous opacified pool
 
 
 def judge(
@@ -93,6 +106,8 @@ def judge(
         return replace(candidate, confidence=0.0, kind="contrast_column")
     if f["core_ml"] >= CORE_MIN_ML:
         return replace(candidate, confidence=0.8 + 0.2 * over_cortex, kind="blob")
+    if _in_opacified_lumen(candidate, cal, spacing_mm):
+        return replace(candidate, confidence=0.5 + 0.3 * over_cortex, kind="intraluminal")
     if f["in_lung"] >= LUNG_FOCUS_MIN_IN_LUNG and candidate.volume_ml <= LUNG_MAX_ML:
         if dense_p90 >= cal.seed_hu:
             return replace(candidate, confidence=0.7 + 0.3 * over_cortex, kind="lung_dense")
@@ -147,3 +162,22 @@ def judge(
         # Kind "loose": with anatomy, a spike off every cement route is removed (lookalikes).
         return replace(candidate, confidence=0.5 + 0.3 * over_cortex, kind="loose")
     return replace(candidate, confidence=0.0, kind="small_dense")
+
+
+def _in_opacified_lumen(
+    candidate: Candidate, cal: Calibration, spacing_mm: tuple[float, float, float]
+) -> bool:
+    """Whether a dense focus lies inside an opacified lumen and is denser than any contrast
+    there (see LUMEN_MIN_HU)."""
+    f = candidate.features
+    if cal.blood_hu is None or f.get("in_pool", 0.0) < LUMEN_MIN_IN_POOL:
+        return False
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    lumen = f.get("lumen_hu", 0.0)
+    return (
+        f["p90_hu"] >= cal.seed_hu
+        and f["seed_ml"] >= SHAPE_MIN_SEED_VOXELS * voxel_ml - 1e-9
+        and lumen >= LUMEN_MIN_HU
+        and LUMEN_OF_BLOOD[0] * cal.blood_hu <= lumen <= LUMEN_OF_BLOOD[1] * cal.blood_hu
+        and f.get("lumen_homogeneity", 0.0) >= LUMEN_MIN_HOMOGENEITY
+    )

@@ -57,7 +57,9 @@ ROUTE_MARGIN = 5  # 10 mm on the 2 mm work grid
 # beyond partial volume, what lies outside them lies outside (a calcification beside the IVC).
 # Leaks beside the spine (epidural, paravertebral) keep ROUTE_MARGIN: it has no canal mask.
 ROUTE_MARGIN_IMPORTED_VESSELS = 2
-ROUTE_KINDS = ("loose",)
+# A focus inside an opacified lumen is judged the same way: a lumen off every route (the aortic
+# root's valve calcification ringed by contrast) is an artery's.
+ROUTE_KINDS = ("loose", "intraluminal")
 # Cement beside metal is cement around a cement-augmented pedicle screw: inside a vertebral body.
 # Dense material beside metal anywhere else (a hip prosthesis, a plate) is the metal's halo.
 AUGMENTATION_MARGIN = 2  # work voxels around the vertebral bodies
