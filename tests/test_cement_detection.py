@@ -391,3 +391,33 @@ def test_atrium_spike_at_the_svc_inflow_is_not_assessable() -> None:
     assert not set(np.unique(labels[truth]).tolist()) - {0}
     near = [c.kind for c in found.rejected if np.linalg.norm(c.centroid_lps_mm - centroid) < 10]
     assert near == ["dense_contrast_vein"]
+
+
+@pytest.mark.parametrize(
+    ("in_pool", "homogeneity", "cement"), [(1.0, 0.96, True), (0.0, 0.0, False), (1.0, 0.6, False)]
+)
+def test_spike_ringed_by_enhanced_blood_is_not_along_bone(
+    in_pool: float, homogeneity: float, cement: bool
+) -> None:
+    """A right-ventricle spike of a portal-venous phantom at 5 mm: the blood around it
+    reads 150-250 HU, as dense as bone by a threshold (bone_shell 0.83). Ringed by one
+    homogeneous blood pool it is a spike in a blood pool; the same shell without a pool, or
+    with an uneven ring, is a rib's cortex."""
+    spike = _candidate(
+        0.18,
+        28.9,
+        p90_hu=1310.0,
+        seed_ml=0.08,
+        width_mm=4.5,
+        elongation=6.4,
+        fill=0.67,
+        bone_shell=0.83,
+        soft_shell=0.17,
+        air_shell=0.0,
+        in_pool=in_pool,
+        lumen_hu=161.0,
+        lumen_homogeneity=homogeneity,
+    )
+    enhanced = replace(NATIVE, blood_hu=220.0)
+    judged = judge(spike, enhanced, (2.0, 2.0, 5.0))
+    assert (judged.confidence > 0.0) is cement, judged.kind

@@ -156,12 +156,25 @@ def judge(
         and f["elongation"] >= SPIKE_MIN_ELONGATION
         and f["width_mm"] >= SPIKE_MIN_WIDTH_MM
         and f["fill"] >= LOOSE_MIN_FILL
-        and f["bone_shell"] < EXTRAOSSEOUS_BONE_SHELL  # along bone: a rib's cortex
+        and not _along_bone(f)
     )
     if spike:
         # Kind "loose": with anatomy, a spike off every cement route is removed (lookalikes).
         return replace(candidate, confidence=0.5 + 0.3 * over_cortex, kind="loose")
     return replace(candidate, confidence=0.0, kind="small_dense")
+
+
+def _along_bone(f: dict[str, float]) -> bool:
+    """Whether a thin fragment runs along bone (a rib's cortex): dense tissue around most of it,
+    unless that tissue is a homogeneous opacified blood pool at one level (a spike in the
+    enhanced right ventricle is ringed by blood, not by bone; context.py pools)."""
+    if f["bone_shell"] < EXTRAOSSEOUS_BONE_SHELL:
+        return False
+    in_blood = (
+        f.get("in_pool", 0.0) >= LUMEN_MIN_IN_POOL
+        and f.get("lumen_homogeneity", 0.0) >= LUMEN_MIN_HOMOGENEITY
+    )
+    return not in_blood
 
 
 def _in_opacified_lumen(
