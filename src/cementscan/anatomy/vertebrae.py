@@ -100,6 +100,13 @@ CANAL_BONE_HU = 200.0
 CANAL_MAX_RADIUS_MM = 13.0
 CANAL_MIN_RADIUS_MM = 4.0
 CANAL_RAYS = 16
+# Cement in the canal (an epidural leak, Yeom type B through the basivertebral foramen into the
+# ventral epidural plexus, clinical-evidence.md §1.1) is no canal wall: a ray whose first
+# "bone" is cement or its partial-volume rim (1-3 mm of blur) has not measured the canal, and
+# takes the same ray's median over this reach of slices where it did; where no slice did, it
+# keeps what it found. The canal's cross-section changes little over a body or two.
+CANAL_RIM_MM = 3.0
+CANAL_FILL_REACH_MM = 40.0
 FORAMEN_DEPTH_MM = 14.0  # lateral extent of a foramen beyond the canal wall
 FORAMEN_AP_MM = (-8.0, 6.0)  # around the canal's AP centre (anterior positive)
 FORAMEN_CRANIAL_FRACTION = 0.35  # of the upper body's period: the foramen rises above the disc
@@ -643,9 +650,21 @@ def _canal_radii(straight_hu: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray) ->
         ]
     )
     samples = ndimage.map_coordinates(straight_hu, coords, order=1, mode="nearest")
-    bone = samples.reshape(n, CANAL_RAYS, len(radii_mm)) >= CANAL_BONE_HU
+    samples = samples.reshape(n, CANAL_RAYS, len(radii_mm))
+    bone = samples >= CANAL_BONE_HU
     first = np.where(bone.any(axis=2), bone.argmax(axis=2), len(radii_mm) - 1)
     radius = radii_mm[first]
+    # Rays stopped by cement: the wall is read on the same ray where cement does not hide it.
+    rim = int(np.ceil(CANAL_RIM_MM / (step * 0.5)))
+    beyond = np.arange(len(radii_mm))[None, None, :] - first[:, :, None]
+    blocked = np.any((samples >= CEMENT_MIN_HU) & (beyond >= 0) & (beyond <= rim), axis=2)
+    if blocked.any() and not blocked.all():
+        reach = max(1, int(round(CANAL_FILL_REACH_MM / step)))
+        measured = np.where(blocked, np.nan, radius)
+        for i, r in zip(*np.nonzero(blocked), strict=True):
+            near = measured[max(i - reach, 0) : i + reach + 1, r]
+            if np.isfinite(near).any():
+                radius[i, r] = float(np.nanmedian(near))
     # Open directions (foramina, interlaminar gaps) are capped near the closed ones' size.
     cap = 1.3 * np.median(radius, axis=1, keepdims=True)
     radius = np.minimum(radius, cap)
@@ -790,7 +809,10 @@ def find_vertebrae(
     s_index = np.clip(np.rint(s_vox).astype(int), 0, len(radii) - 1)
     within = (s_vox >= frame.inner_range[0]) & (s_vox <= frame.inner_range[1])
     soft = hu_roi < CANAL_BONE_HU
-    masks["spinal_canal"] = full(within & (rho <= radii[s_index, ray]) & soft & body_roi)
+    # Cement (and its blurred rim) inside the canal's radius is a leak into the canal, not bone.
+    cement = ndimage.binary_dilation(hu_roi >= CEMENT_MIN_HU, iterations=CEMENT_RIM_VOXELS)
+    canal_roi = within & (rho <= radii[s_index, ray]) & (soft | cement) & body_roi
+    masks["spinal_canal"] = full(canal_roi)
     canal_lateral = float(np.median(radii[:, 0]))
     # Foramina: soft tissue just beside the canal, from each disc up into the body above it.
     foramina = np.zeros(s_vox.shape, bool)
@@ -799,7 +821,10 @@ def find_vertebrae(
     for j, s_disc in enumerate(disc_s):
         span = FORAMEN_CRANIAL_FRACTION * heights[j]
         foramina |= (s_vox >= s_disc - 1.0) & (s_vox <= s_disc + span)
-    masks["foramina"] = full(foramina & ap & lateral & soft & body_roi)
+    # Cement in a foramen (a cortical-defect leak through the posterior wall, clinical-evidence.md
+    # §1.1 type C) is no pedicle or facet: it counts as the foramen's content, not its bone.
+    foramina_roi = foramina & ap & lateral & (soft | cement) & body_roi
+    masks["foramina"] = full(foramina_roi)
     # Posterior elements: bone around and behind the canal that is not a body.
     posterior = (
         within
@@ -808,6 +833,7 @@ def find_vertebrae(
         & (v_vox >= -POSTERIOR_MAX_DEPTH_MM)
         & (np.abs(u_vox) <= POSTERIOR_MAX_LATERAL_MM)
         & (code < 0)
+        & ~(canal_roi | foramina_roi)
         & body_roi
     )
     masks["posterior_elements"] = full(posterior)

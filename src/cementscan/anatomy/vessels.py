@@ -41,6 +41,11 @@ DENSE_HU = 400.0  # disk-mean above this is contrast, cement or bone, not unenha
 SPINE_BONE_HU = 200.0  # cortical shell of the vertebral body (filled: the whole body)
 VERTEBRA_DY_MM = -28.0  # vertebral body centre: in front of the canal centre (T1-L5: 20-35 mm)
 VERTEBRA_HALF_AXES_MM = (26.0, 19.0)  # lumbar bodies are <= 50 mm wide and ~35 mm deep
+# Cement filling a vein against the body (an azygos cast right-anterolateral of the thoracic
+# bodies, clinical-evidence.md §1.1 type S and §3) is as bright as bone and fuses with it: an
+# in-plane opening this wide keeps the body, which is 25-50 mm across, and drops such a
+# 3-8 mm tube from it, so that the vein's search and mask may take it.
+SPINE_OPENING_MM = 4.0
 HOMOGENEOUS_STD_HU = 80.0  # contrast lumen varies ~20-40 HU over 10 mm; trabecular bone more
 
 WIDE_HALF_AXES_MM = (8.0, 4.0)  # (x, y): IVC lumens are >= 16 mm wide, >= 8 mm deep
@@ -79,7 +84,10 @@ SVC_PRIOR_DY_MM = (-100.0, 12.0)
 AZYGOS_PRIOR_DX_MM = (-12.0, 6.0)  # right-anterolateral of the thoracic vertebral bodies
 AZYGOS_PRIOR_DY_MM = (-32.0, 8.0)
 AZYGOS_PRIOR_WEIGHT = 0.5  # the vein is rarely visible on 2 mm voxels: the prior leads
-AZYGOS_BELOW_ATRIUM_MM = 60.0  # it starts at L1-L2, behind the crura, below the atrium
+# It starts at L1-L2 behind the crura (ascending lumbar and subcostal veins) and receives the
+# lower thoracic segmental veins (clinical-evidence.md §3: thoracic leaks drain to it): from
+# the IVC's entry into the atrium (T9-T10) that is four bodies with their discs.
+AZYGOS_BELOW_ATRIUM_MM = 120.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,7 +252,10 @@ def _spine_exclusion(
     ax, ay = (a / spacing_mm for a in VERTEBRA_HALF_AXES_MM)
     ex = ((xs - crop.cx[ks]) / ax) ** 2
     ey = ((ys - crop.cy[ks] - VERTEBRA_DY_MM / spacing_mm) / ay) ** 2
-    return fill_holes_axial(bone) & (ex + ey <= 1.0)
+    radius = max(1, int(round(SPINE_OPENING_MM / spacing_mm)))
+    disk = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius
+    opened = ndimage.binary_opening(fill_holes_axial(bone), structure=disk[:, :, None])
+    return opened & (ex + ey <= 1.0)
 
 
 def _lumen_mask(

@@ -31,6 +31,11 @@ STRUCTURES: tuple[tuple[str, str], ...] = (
 )
 # Not "bone": it is every work voxel of >= 200 HU, cement included.
 BONE_MASKS = ("posterior_elements",)
+# Veins looked up before the vertebral bodies: their masks are drawn outside the bodies' bone
+# (anatomy/vessels.py), so where a coarse elliptic body mask overlaps one it over-reaches into
+# the vein beside the body; the azygos lies against the thoracic bodies' right-anterolateral
+# surface, and cement there is a venous leak (clinical-evidence.md §1.1 type S, §3).
+VEINS_BEFORE_BODIES = ("ivc", "svc", "azygos")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ def compartments_for(anatomy: Anatomy) -> CompartmentMap:
         for name in sorted(n for n in anatomy.masks if n.startswith(prefix)):
             lookups.append((name, len(out)))
             out.append(Compartment(len(out), category, name))
+    n_spine = len(lookups)
     # The lungs and pulmonary vessels share one code (so an embolus is one piece whatever masks
     # it spans; its lung is decided afterwards), as do the heart and right heart.
     by_category: dict[str, int] = {}
@@ -70,6 +76,8 @@ def compartments_for(anatomy: Anatomy) -> CompartmentMap:
             out.append(Compartment(len(out), category, name))
         lookups.append((name, by_category[category] if shared else len(out) - 1))
     lookups.extend((name, BONE) for name in BONE_MASKS if name in anatomy.masks)
+    veins = [item for item in lookups[n_spine:] if item[0] in VEINS_BEFORE_BODIES]
+    lookups = veins + [item for item in lookups if item not in veins]
     return CompartmentMap(tuple(out), tuple(lookups))
 
 

@@ -1,0 +1,91 @@
+"""Spinal and azygos leaks named with cementscan's own classical anatomy on a phantom whose truth
+the generator wrote: cement in the canal is epidural, in a foramen foraminal, in the azygos
+azygos (clinical-evidence.md §1.1), not more of the vertebral fill."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from helpers_classify import match_objects, truth_candidates
+
+from cementscan.anatomy import Anatomy, compute_anatomy
+from cementscan.classify import classify_candidates
+from cementscan.findings.model import Finding
+from cementscan.synth import PhantomSpec, make_phantom
+from cementscan.synth.phantom import Phantom
+
+
+@dataclass(frozen=True)
+class Classified:
+    phantom: Phantom
+    anatomy: Anatomy
+    findings: dict[int, Finding]  # by id
+    matches: dict[int, tuple[int, float]]  # truth object id -> (finding id, overlap)
+
+
+@pytest.fixture(scope="module")
+def classified() -> Classified:
+    """Thoracic and lumbar fills with an epidural, a foraminal and an azygos leak, 2.5 mm slices,
+    classified with classical anatomy and the truth components as candidates."""
+    spec = PhantomSpec.from_dict({
+        "seed": 5, "slice_mm": 2.5, "pixel_mm": 2.0,
+        "series": [{"z_from_level": "apex", "z_to_level": "pelvis", "slice_mm": 2.5}],
+        "intravertebral": [{"level": "T9", "volume_ml": 3.5, "side": "midline"},
+                           {"level": "L1", "volume_ml": 4.0, "side": "midline"}],
+        "leaks": [{"category": "epidural", "level": "L1", "side": "midline"},
+                  {"category": "foraminal", "level": "T9", "side": "left"},
+                  {"category": "azygos", "level": "T9", "side": "right"}],
+    })  # fmt: skip
+    phantom = make_phantom(spec)
+    series = phantom.series[0]
+    anatomy = compute_anatomy(series.ct)
+    found, labels = classify_candidates(truth_candidates(series), series.ct, anatomy, 0, 1)
+    return Classified(phantom, anatomy, {f.id: f for f in found}, match_objects(phantom, 0, labels))
+
+
+def _named(run: Classified, category: str) -> list[tuple[str, Finding]]:
+    objects = [o for o in run.phantom.objects if o.category == category]
+    assert objects, f"the phantom has no {category} object"
+    out = []
+    for obj in objects:
+        assert obj.id in run.matches, f"{category} object {obj.id} has no finding"
+        out.append((obj.category, run.findings[run.matches[obj.id][0]]))
+    return out
+
+
+def test_the_anatomy_is_classical_with_canal_foramina_and_azygos(classified: Classified) -> None:
+    assert classified.anatomy.source == "classical"
+    for name in ("spinal_canal", "foramina", "azygos"):
+        assert classified.anatomy.masks[name].any(), name
+
+
+def test_epidural_leak_is_epidural_with_canal_compromise(classified: Classified) -> None:
+    for truth, finding in _named(classified, "epidural"):
+        assert finding.category == truth
+        assert finding.yeom_type == "B"
+        assert finding.canal_compromise_pct is not None and finding.canal_compromise_pct > 0
+        assert finding.level == "L1"
+
+
+def test_foraminal_leak_is_foraminal_on_its_side(classified: Classified) -> None:
+    for truth, finding in _named(classified, "foraminal"):
+        assert finding.category == truth
+        assert finding.side == "left"
+
+
+def test_azygos_cast_is_azygos(classified: Classified) -> None:
+    for truth, finding in _named(classified, "azygos"):
+        assert finding.category == truth
+        assert finding.side == "right"
+
+
+def test_fills_stay_intravertebral(classified: Classified) -> None:
+    levels = []
+    for truth, finding in _named(classified, "intravertebral"):
+        assert finding.category == truth
+        levels.append(finding.level)
+    assert sorted(levels) == ["L1", "T9"]
+    # Most of each fill's voxels are in its own finding (no fill taken for a canal leak).
+    fills = [o.id for o in classified.phantom.objects if o.category == "intravertebral"]
+    assert all(classified.matches[obj_id][1] >= 0.9 for obj_id in fills)
