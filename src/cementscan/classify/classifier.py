@@ -96,9 +96,24 @@ CANAL_PRIOR_RADIUS_MM = 7.0
 SPLIT_LEAK_CATEGORIES = ("disc", "paravertebral_soft_tissue", "paravertebral_vein", "other")
 CAST_MIN_PIECE_ML = 0.05
 PULMONARY_NEIGHBOURS = ("pulmonary_artery", "right_heart", "other")
+# A main pulmonary artery runs from the trunk to its hilum mostly in the axial plane (the left
+# one arching down over its bronchus): its cement's craniocaudal extent is below this share of
+# its length.
+GREAT_VESSEL_MAX_Z_FRACTION = 0.7
+# ... and is elongated (length / equivalent diameter; "linear" is 3, but a short embolus a voxel
+# or two wide is widened by partial volume: 3.0 for an 8 mm one on 1.5 mm voxels).
+GREAT_VESSEL_MIN_ASPECT = 2.0
+# Emboli fragments of different candidates this many voxels apart (nearest voxel centres, in
+# units of the largest spacing) are one embolus: one voxel lost to partial volume between them.
+# Separate emboli closer than this are counted as one (the phantoms and inserted cases keep
+# emboli two slices apart).
+FRAGMENT_GAP_VOXELS = 2.0
 # Mediastinal pulmonary arteries (outside the lung masks): within this of a hilum.
 PA_TRUNK_MAX_HILUM_MM = 60.0
 PA_MIN_CANAL_DISTANCE_MM = 45.0  # the trunk and main arteries lie well in front of the spine
+# In front of the thoracic vertebral bodies (canal centre to the anterior body surface ~35 mm at
+# T4-T8): paravertebral cement lies beside the bodies, the mediastinal arteries in front.
+PA_MIN_ANTERIOR_MM = 45.0
 
 # --- priors without any anatomy: the HU of a shell around the cement ---
 SHELL_MM = 3.0
@@ -174,6 +189,9 @@ class _Piece:
     # A leak split off a fill where the CT could not confirm that it lies outside the fill's
     # bone (see fill.py): its category rests on the masks alone.
     unconfirmed: bool = False
+    # A fragment of an embolus whose other part is another candidate (see _join_fragments): its
+    # voxels are reported in that piece's finding.
+    joined_to: _Piece | None = None
 
 
 class _Context:
@@ -268,6 +286,8 @@ def classify_candidates(
         pieces_by_candidate.append((pieces, [box] * len(pieces), members))
         all_pieces.extend(pieces)
 
+    _join_fragments(all_pieces, ctx)
+
     # Dense-contrast veins are not assessable: drop what lies in them, say so once.
     dense = set() if anatomy is None else set(anatomy.dense_contrast_veins)
     dropped = Counter(p.category for p in all_pieces if p.category in dense)
@@ -284,8 +304,13 @@ def classify_candidates(
             if piece.category in dense:
                 piece.id = 0
                 continue
+            if piece.joined_to is not None:
+                continue  # takes its embolus's id below
             piece.id = next_id
             next_id += 1
+    for piece in all_pieces:
+        if piece.joined_to is not None:
+            piece.id = piece.joined_to.id
 
     treated = _treated_vertebrae(all_pieces)
     for pieces, _, _ in pieces_by_candidate:
@@ -300,7 +325,9 @@ def classify_candidates(
             if piece.id == 0:
                 continue
             out[box][member] = piece.id
-        for piece in sorted((p for p in pieces if p.id), key=lambda p: p.id):
+        for piece in sorted(
+            (p for p in pieces if p.id and p.joined_to is None), key=lambda p: p.id
+        ):
             findings.append(_finding(piece, pieces, all_pieces, treated, ctx, series_index))
     return tuple(findings), out
 
@@ -426,6 +453,8 @@ def _absorber(
     - an impossible embolus: lung-mask cement touching spinal or paravertebral cement is that
       cement crossing a lung mask's edge (cement reaches the pulmonary arteries only through
       the right heart, clinical-evidence.md §3);
+    - one embolus: pulmonary pieces that touch (named by a lung mask and by the mediastinal
+      prior) are one finding;
     - a pedicle/cortex passage: unassigned cement between a body and its canal, foramen or
       disc leak is the route of that leak;
     - fill beyond a misplaced mask: a disc piece between the fills of both its bodies, a fill
@@ -468,7 +497,12 @@ def _absorber(
         return neighbours[0]  # a crumb of a cast whose main part lies elsewhere in the lumen
     if piece.category == "pulmonary_artery":
         foreign = [m for m in neighbours if cats[m] not in PULMONARY_NEIGHBOURS]
-        return foreign[0] if foreign else None
+        if foreign:
+            return foreign[0]
+        # One embolus whatever masks it spans (a lung's and the mediastinum's, named by a mask
+        # and by a prior): one compartment, one finding.
+        same = [m for m in neighbours if cats[m] == "pulmonary_artery"]
+        return same[0] if same else None
     target = _misplaced_mask_target(n, pieces, neighbours, volume_ml, ctx, in_bone)
     if target is not None:
         return target
@@ -644,6 +678,33 @@ def _name_from_code(piece: _Piece, ctx: _Context) -> None:
     piece.category = comp.category
     piece.basis = ctx.basis
     piece.mask_name = comp.mask_name
+    if piece.category == "right_heart" and _in_great_vessels(piece, ctx):
+        piece.category, piece.basis = "pulmonary_artery", "prior"
+
+
+def _in_great_vessels(piece: _Piece, ctx: _Context) -> bool:
+    """An elongated cement piece of the heart mask at or above the hila, running in the axial plane:
+    in the pulmonary trunk or a main pulmonary artery where the heart mask reaches up along the
+    great vessels (anatomy/heart.py cannot always stop it at the heart's base, e.g. in a crop).
+
+    The right heart ends at the pulmonary valve; the trunk divides at about the hila's level and
+    the main arteries run from there laterally and backward to the hila (clinical-evidence.md
+    §2.2: a linear dense focus there is central pulmonary cement embolism). Intracardiac cement
+    lies in the atrium and ventricle, below the hila.
+    """
+    anatomy = ctx.anatomy
+    if anatomy is None:
+        return False
+    hila_z = [info.hilum_lps_mm[2] for info in anatomy.lungs.values() if info.hilum_lps_mm]
+    if not hila_z or float(piece.lps_mm[:, 2].mean()) < min(hila_z):
+        return False
+    # The shape of the whole cement (a heart mask's edge may cut a short embolus in two).
+    cand = piece.candidate
+    aspect = cand.length_mm / max(equivalent_diameter_mm(cand.length_mm, cand.volume_ml), 1e-6)
+    if aspect < GREAT_VESSEL_MIN_ASPECT:
+        return False
+    z_extent_mm = cand.bbox_lps_mm[1][2] - cand.bbox_lps_mm[0][2]
+    return z_extent_mm <= GREAT_VESSEL_MAX_Z_FRACTION * cand.length_mm
 
 
 def _name_unassigned(
@@ -670,6 +731,11 @@ def _name_unassigned(
     if neighbours and all(n.category == "right_heart" for n in neighbours):
         piece.category, piece.basis = "right_heart", "prior"
         return
+    # Likewise an embolus reaching past the edge of a lung mask, where no spinal prior claims
+    # the piece (lung-mask cement touching a paravertebral leak is that leak: see _absorber).
+    embolus_beyond_edge = bool(neighbours) and all(
+        n.category == "pulmonary_artery" for n in neighbours
+    )
     if not neighbours:
         # A lone piece that aerated lung surrounds is an embolus, whatever a coarse lung mask's
         # edge says (small basal emboli lie against the spine).
@@ -678,6 +744,11 @@ def _name_unassigned(
             piece.category, piece.basis = "pulmonary_artery", "prior"
             return
     if dy is not None and ctx.has_spine:
+        # The trunk and main arteries lie in front of the thoracic vertebral bodies, where a
+        # paravertebral leak (beside the bodies) does not reach: looked for first there.
+        if dy <= -PA_MIN_ANTERIOR_MM and _pulmonary_trunk(ctx, centroid, dx, dy):
+            piece.category, piece.basis = "pulmonary_artery", "prior"
+            return
         in_spine_z = ctx.spine_z is not None and (
             ctx.spine_z[0] - SPINE_Z_MARGIN_MM <= z <= ctx.spine_z[1] + SPINE_Z_MARGIN_MM
         )
@@ -708,12 +779,16 @@ def _name_unassigned(
             piece.category = "paravertebral_vein" if vein else "paravertebral_soft_tissue"
             piece.basis = ctx.basis
             return
-        if _pulmonary_trunk(ctx, centroid, dx, dy):
+        if embolus_beyond_edge or _pulmonary_trunk(ctx, centroid, dx, dy):
             piece.category, piece.basis = "pulmonary_artery", "prior"
             return
         piece.category, piece.basis = "other", ctx.basis
         return
-    # No spine in the anatomy: fall back on what surrounds the cement in the CT itself.
+    # No spine in the anatomy (a mediastinal crop): medial to a hilum outside the lungs is a
+    # central artery; else fall back on what surrounds the cement in the CT itself.
+    if embolus_beyond_edge or _pulmonary_trunk(ctx, centroid, None, None):
+        piece.category, piece.basis = "pulmonary_artery", "prior"
+        return
     _name_unanchored(piece, box, mask, ctx)
 
 
@@ -768,9 +843,14 @@ def _in_thorax(ctx: _Context, z_mm: float) -> bool:
     )
 
 
-def _pulmonary_trunk(ctx: _Context, centroid: np.ndarray, dx: float, dy: float) -> bool:
-    """Cement outside the lung masks but at a hilum, away from the spine: a central artery."""
-    if ctx.anatomy is None or np.hypot(dx, dy) < PA_MIN_CANAL_DISTANCE_MM:
+def _pulmonary_trunk(
+    ctx: _Context, centroid: np.ndarray, dx: float | None, dy: float | None
+) -> bool:
+    """Cement outside the lung masks but at a hilum, away from the spine (when a spinal canal
+    gives ``dx``, ``dy``): a central artery."""
+    if ctx.anatomy is None:
+        return False
+    if dx is not None and dy is not None and np.hypot(dx, dy) < PA_MIN_CANAL_DISTANCE_MM:
         return False
     for info in ctx.anatomy.lungs.values():
         if info.hilum_lps_mm is None:
@@ -779,6 +859,49 @@ def _pulmonary_trunk(ctx: _Context, centroid: np.ndarray, dx: float, dy: float) 
         if near and bool(is_central(centroid[None, :], info, in_lung=np.array([False]))[0]):
             return True
     return False
+
+
+def _join_fragments(pieces: list[_Piece], ctx: _Context) -> None:
+    """Join emboli fragments of different candidates: pulmonary pieces at most
+    FRAGMENT_GAP_VOXELS voxels apart are one embolus broken where partial volume thinned it
+    below the detection threshold. The larger piece takes the smaller's voxels; the smaller
+    keeps them for the label map and points to it (``joined_to``)."""
+    emboli = [p for p in pieces if p.category == "pulmonary_artery"]
+    if len(emboli) < 2:
+        return
+    reach_mm = FRAGMENT_GAP_VOXELS * float(max(ctx.volume.spacing_mm)) + 1e-3
+    emboli.sort(key=lambda p: -len(p.lps_mm))
+    trees: dict[int, cKDTree] = {}
+    root: dict[int, _Piece] = {id(p): p for p in emboli}
+    rank = {id(p): n for n, p in enumerate(emboli)}
+
+    def find(p: _Piece) -> _Piece:
+        while root[id(p)] is not p:
+            p = root[id(p)]
+        return p
+
+    for a, first in enumerate(emboli):
+        for second in emboli[a + 1 :]:
+            if first.candidate is second.candidate or find(first) is find(second):
+                continue
+            if _gap_mm(first.lps_mm, second.lps_mm) > reach_mm:
+                continue
+            if id(first) not in trees:
+                trees[id(first)] = cKDTree(first.lps_mm)
+            distance, _ = trees[id(first)].query(second.lps_mm, distance_upper_bound=reach_mm)
+            if np.isfinite(distance).any():
+                a_root, b_root = find(first), find(second)
+                # The larger fragment (earlier in ``emboli``) holds the embolus.
+                if rank[id(b_root)] < rank[id(a_root)]:
+                    a_root, b_root = b_root, a_root
+                root[id(b_root)] = a_root
+    for piece in emboli:
+        keep = find(piece)
+        if keep is piece:
+            continue
+        keep.lps_mm = np.vstack([keep.lps_mm, piece.lps_mm])
+        keep.hu = np.concatenate([keep.hu, piece.hu])
+        piece.joined_to = keep
 
 
 # --- linking --------------------------------------------------------------------------------
