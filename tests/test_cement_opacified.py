@@ -9,11 +9,16 @@ denser than the scan's blood are not taken for intraluminal cement (issue #4).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from cementscan.cement import find_cement
+from cementscan.cement.calibration import Calibration
+from cementscan.cement.candidates import Candidate
+from cementscan.cement.judge import enhanced_iodine_ceiling_hu, judge
 from cementscan.io.volume import CTVolume, SourceInfo
 
 SPACING_MM = (1.5, 1.5, 1.5)
@@ -124,3 +129,130 @@ def test_focus_in_mixing_contrast_denser_than_blood_is_not_intraluminal() -> Non
     rod = _rod(vein_centre, 10.0, 4.0)
     result = find_cement(_ct(_cement_in(hu, rod)))
     assert [c for c in result.candidates if c.kind == "intraluminal"] == []
+
+
+# A thin linear embolus in lung on an enhanced scan (issue #4): taken when denser than any iodine
+# this scan can hold (its own blood and lung-vessel level, with margin) and than its cortex;
+# a focus at the blood level, a bolus-level vessel and a round calcific focus are not.
+CTA = Calibration(
+    cortex_hu=679.0,
+    seed_hu=1100.0,
+    grow_hu=800.0,
+    lung_vessel_hu=345.0,
+    lung_seed_hu=595.0,
+    lung_grow_hu=482.0,
+    soft_seed_hu=745.0,
+    blood_hu=424.0,
+)
+
+
+def _lung_focus(p90_hu: float, elongation: float, air_shell: float) -> Candidate:
+    """A thin lung focus like chest-cta's inserted linear embolus (45 voxels, 12 mm long)."""
+    features = dict.fromkeys(
+        ("saturated", "beyond_scale", "near_metal", "core_ml", "seed_ml", "in_pool"), 0.0
+    )
+    features.update(
+        p90_hu=p90_hu,
+        elongation=elongation,
+        air_shell=air_shell,
+        bone_shell=0.14,
+        soft_shell=0.25,
+        in_lung=1.0,
+        width_mm=12.0 / elongation,
+        fill=0.95,
+        vessel_frac=0.11,
+        asymmetry=0.3,
+        voxels=35.0,
+    )
+    return Candidate(
+        label=1,
+        voxel_count=35,
+        volume_ml=0.043,
+        centroid_lps_mm=(0.0, 0.0, 0.0),
+        bbox_lps_mm=((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+        length_mm=12.0,
+        max_diameter_mm=12.0,
+        mean_hu=p90_hu,
+        max_hu=p90_hu,
+        features=features,
+    )
+
+
+@pytest.mark.parametrize(
+    ("p90_hu", "elongation", "air_shell", "cement"),
+    [
+        (1012.0, 3.8, 0.42, True),  # chest-cta pe_linear #3: 2.4 x its blood level
+        (450.0, 3.8, 0.42, False),  # a vessel's enhanced lumen: at the blood level
+        (760.0, 3.8, 0.42, False),  # a bolus still arriving: 1.8 x the blood level
+        (1012.0, 1.5, 0.42, False),  # round: a calcified granuloma, not an embolus
+        (1012.0, 3.8, 0.05, False),  # no air around it: the hilum's veins and nodes
+    ],
+)
+def test_enhanced_lung_linear_focus_above_iodine(
+    p90_hu: float, elongation: float, air_shell: float, cement: bool
+) -> None:
+    judged = judge(_lung_focus(p90_hu, elongation, air_shell), CTA, (0.7, 0.7, 2.5))
+    assert (judged.confidence > 0.0) is cement, judged.kind
+    if cement:
+        assert judged.kind == "lung_linear_enhanced"
+
+
+def test_iodine_ceiling_follows_the_scans_own_blood_and_vessels() -> None:
+    # Relative to this scan, not a fixed HU: a portal-venous scan whose lung vessels read
+    # above its pools is bounded by its vessels; a brighter CTA by its blood.
+    assert enhanced_iodine_ceiling_hu(CTA) == pytest.approx(2.0 * 424.0)
+    venous = replace(CTA, lung_vessel_hu=420.0, blood_hu=210.0)
+    assert enhanced_iodine_ceiling_hu(venous) == pytest.approx(2.0 * 420.0)
+    focus = _lung_focus(820.0, 3.8, 0.42)
+    assert judge(focus, replace(CTA, blood_hu=300.0, lung_vessel_hu=280.0), (1, 1, 2.5)).confidence
+    assert not judge(focus, CTA, (1, 1, 2.5)).confidence
+
+
+LUNG_CENTRE_MM, LUNG_RADII_MM = (42.0, 52.0), (27.0, 30.0)  # an aerated lung, all along k
+LUNG_VESSEL_STEP = 6  # voxels between the thin enhanced arteries (a lattice in the lung)
+LUNG_VESSEL_RADIUS_MM = 2.2
+EMBOLUS_VESSEL = (28, 34)
+AORTA_MM, AORTA_RADIUS_MM = (100.0, 30.0), 9.0
+
+
+def _enhanced_chest(blood_hu: float, lung_vessel_hu: float) -> np.ndarray:
+    """HU (float) of a body with a vertebra (cortex ~700 HU, as chest-cta), an opacified aorta
+    (the scan's blood pool) and an aerated lung holding thin enhanced arteries along k."""
+    x, y, _ = _grid()
+    hu = np.full(SHAPE, -1000.0)
+    hu[((x - 67.0) / 62.0) ** 2 + ((y - 67.0) / 60.0) ** 2 <= 1.0] = 40.0
+    r_bone = np.hypot(x - BONE_CENTRE[0] * SPACING_MM[0], y - BONE_CENTRE[1] * SPACING_MM[1])
+    hu[r_bone <= 16.0] = 700.0
+    hu[r_bone <= 14.0] = 250.0
+    hu[np.hypot(x - AORTA_MM[0], y - AORTA_MM[1]) <= AORTA_RADIUS_MM] = blood_hu
+    lung = ((x - LUNG_CENTRE_MM[0]) / LUNG_RADII_MM[0]) ** 2 + (
+        (y - LUNG_CENTRE_MM[1]) / LUNG_RADII_MM[1]
+    ) ** 2 <= 1.0
+    hu[lung] = -850.0
+    # Each voxel's offset from the nearest lattice point (the embolus' vessel is one of them).
+    step_mm = LUNG_VESSEL_STEP * np.asarray(SPACING_MM[:2])
+    dx = (x - EMBOLUS_VESSEL[0] * SPACING_MM[0] + step_mm[0] / 2) % step_mm[0] - step_mm[0] / 2
+    dy = (y - EMBOLUS_VESSEL[1] * SPACING_MM[1] + step_mm[1] / 2) % step_mm[1] - step_mm[1] / 2
+    hu[lung & (np.hypot(dx, dy) <= LUNG_VESSEL_RADIUS_MM)] = lung_vessel_hu
+    return hu
+
+
+@pytest.mark.parametrize(("embolus_hu", "cement"), [(1300.0, True), (800.0, False)])
+def test_thin_embolus_in_enhanced_lung(embolus_hu: float, cement: bool) -> None:
+    # A 3 mm cement rod in a lung artery partial-volumes to ~950 HU, under the dense rule's seed
+    # (1,100) but over twice this scan's blood level: found. The same rod at ~700 HU (1.7 x the
+    # blood level) could be iodine arriving in a bolus: not taken.
+    hu = _enhanced_chest(400.0, 350.0)
+    rod = _rod(EMBOLUS_VESSEL, 15.0, 3.0)
+    hu = (1.0 - rod) * hu + rod * embolus_hu
+    result = find_cement(_ct(hu))
+    cal = result.calibration
+    assert cal is not None and cal.opacified and cal.blood_hu is not None
+    found = [c for c in result.candidates if (result.labels[rod >= 0.5] == c.label).any()]
+    assert [c.kind for c in found] == (["lung_linear_enhanced"] if cement else [])
+    assert [c for c in result.candidates if c not in found] == []
+    if cement:
+        assert found[0].features["p90_hu"] < cal.seed_hu  # the case the dense rule misses
+    else:
+        lung = [c for c in result.rejected if c.features["in_lung"] >= 0.8]
+        assert len(lung) == 1 and lung[0].features["elongation"] >= 3.0  # seen, judged iodine

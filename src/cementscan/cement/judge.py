@@ -53,6 +53,20 @@ LUNG_LINEAR_MIN_LENGTH_MM = 10.0
 # A linear density with soft tissue or bone along one side lies at the chest wall: a rib or a
 # costal cartilage (at the edge of the scan, cut off from the skeleton that marks it as bone).
 LUNG_LINEAR_MIN_AIR_SHELL = 0.6
+# On an enhanced scan a thin linear focus is still taken when it is clearly denser than any
+# iodine there can be. Contrast in a pulmonary artery is never denser than its own lumen (CTPA
+# 200-550 HU, clinical-evidence.md §4) and partial volume in a thin vessel only lowers it: the
+# ceiling is this scan's own blood level (Calibration.blood_hu) or lung vessel level, whichever is
+# higher (a portal-venous scan's lung vessels can read above its pools), with a margin for a bolus
+# still arriving (chest-cta: lung vessels up to 1.7 x its blood level). Calcium is no denser than
+# this scan's cortex (§4: "calcification" +100..+400, cortex +500..+1,900): the focus must also be
+# denser than ordinary cortex (Calibration.grow_hu), which keeps out rib and costal-cartilage ends
+# at the apex; granulomas are round, not linear (§2.2: "linear or branching... most suggestive").
+# It must lie in aerated lung (a peripheral artery, §2.2), not amid the enhanced veins, the SVC
+# bolus and the nodes of the hilum and mediastinum, where air is almost absent around a focus; the
+# enhanced lumen around the cement takes part of its shell, so less air is asked than natively.
+ENHANCED_LINEAR_OVER_IODINE = 2.0
+ENHANCED_LINEAR_MIN_AIR_SHELL = 0.3
 # Partial-volume correction for foci smaller than the slice: the smallest emboli promised
 # (DESIGN.md §7: nodular >= 3 mm) fill about FOCUS_MM of the slice; the gain is capped.
 FOCUS_MM = 3.0
@@ -111,18 +125,27 @@ def judge(
     if f["in_lung"] >= LUNG_FOCUS_MIN_IN_LUNG and candidate.volume_ml <= LUNG_MAX_ML:
         if dense_p90 >= cal.seed_hu:
             return replace(candidate, confidence=0.7 + 0.3 * over_cortex, kind="lung_dense")
-        linear = (
+        elongated = (
             f["elongation"] >= LUNG_LINEAR_ELONGATION
             and candidate.length_mm >= LUNG_LINEAR_MIN_LENGTH_MM
-            and f["air_shell"] >= LUNG_LINEAR_MIN_AIR_SHELL
         )
         # On an opacified scan (its own lung vessels >= OPACIFIED_VESSEL_HU) iodine overlaps the
-        # partial volume of cement (clinical-evidence.md §4, design note 3): only the dense rule.
-        if linear and cal.lung_vessel_hu < OPACIFIED_VESSEL_HU:
+        # partial volume of cement (clinical-evidence.md §4, design note 3): a linear focus is
+        # taken only above the iodine this scan can hold (see ENHANCED_LINEAR_OVER_IODINE).
+        if elongated and not cal.opacified and f["air_shell"] >= LUNG_LINEAR_MIN_AIR_SHELL:
             excess = (dense_p90 - cal.lung_seed_hu) / max(cal.seed_hu - cal.lung_seed_hu, 1.0)
             return replace(
                 candidate, confidence=0.4 + 0.3 * float(np.clip(excess, 0, 1)), kind="lung_linear"
             )
+        if elongated and cal.opacified and f["air_shell"] >= ENHANCED_LINEAR_MIN_AIR_SHELL:
+            floor_hu = max(enhanced_iodine_ceiling_hu(cal), cal.grow_hu)
+            if dense_p90 >= floor_hu:
+                excess = (dense_p90 - floor_hu) / max(cal.seed_hu - floor_hu, 1.0)
+                return replace(
+                    candidate,
+                    confidence=0.4 + 0.3 * float(np.clip(excess, 0, 1)),
+                    kind="lung_linear_enhanced",
+                )
         # A focus smaller than the slice is partial-volumed by about FOCUS_MM / slice: corrected,
         # a small embolus reads as dense as cement again, a calcified granuloma (calcium, at most
         # cortex-dense) still does not. The correction starts from this scan's own vessel level,
@@ -162,6 +185,14 @@ def judge(
         # Kind "loose": with anatomy, a spike off every cement route is removed (lookalikes).
         return replace(candidate, confidence=0.5 + 0.3 * over_cortex, kind="loose")
     return replace(candidate, confidence=0.0, kind="small_dense")
+
+
+def enhanced_iodine_ceiling_hu(cal: Calibration) -> float:
+    """The densest a thin focus of iodine in this enhanced scan's lung can read, with margin:
+    its own opacified blood or lung vessel level, whichever is higher, times
+    ENHANCED_LINEAR_OVER_IODINE (clinical-evidence.md §4: contrast never exceeds its lumen)."""
+    level = max(cal.blood_hu or 0.0, cal.lung_vessel_hu)
+    return ENHANCED_LINEAR_OVER_IODINE * level
 
 
 def _along_bone(f: dict[str, float]) -> bool:
