@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_cement import judged_candidate
 
 from cementscan.anatomy import compute_anatomy
 from cementscan.cement import Candidates, find_cement
 from cementscan.cement.calibration import Calibration
-from cementscan.cement.candidates import Candidate
 from cementscan.cement.judge import judge
 from cementscan.classify.classifier import classify_candidates
 from cementscan.findings.model import Finding
@@ -225,30 +225,6 @@ def test_negative_phantom_at_coarse_pixels_has_no_cement() -> None:
     assert [(c.kind, [round(v) for v in c.centroid_lps_mm]) for c in result.candidates] == []
 
 
-def _features(**values: float) -> dict[str, float]:
-    base = dict.fromkeys(
-        ("saturated", "beyond_scale", "near_metal", "core_ml", "bone_shell", "vessel_frac"), 0.0
-    )
-    base.update(asymmetry=1.0, fill=0.8, in_lung=0.0, streak=0.0)
-    base.update(values)
-    return base
-
-
-def _candidate(volume_ml: float, length_mm: float, **features: float) -> Candidate:
-    return Candidate(
-        label=1,
-        voxel_count=int(features.get("voxels", 10)),
-        volume_ml=volume_ml,
-        centroid_lps_mm=(0.0, 0.0, 0.0),
-        bbox_lps_mm=((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
-        length_mm=length_mm,
-        max_diameter_mm=length_mm,
-        mean_hu=float(features["p90_hu"]),
-        max_hu=float(features["p90_hu"]),
-        features=_features(**features),
-    )
-
-
 NATIVE = Calibration(
     cortex_hu=800.0,
     seed_hu=1100.0,
@@ -264,7 +240,7 @@ NATIVE = Calibration(
 def test_thin_lung_linear_focus_needs_lung_around_it(air_shell: float, cement: bool) -> None:
     """Below cortex density only a thin linear focus in aerated lung is an embolus; the same
     shape with soft tissue or bone along one side is a rib or cartilage at the chest wall."""
-    focus = _candidate(
+    focus = judged_candidate(
         0.06,
         13.7,
         p90_hu=1000.0,
@@ -298,7 +274,7 @@ def test_dense_spike_in_soft_tissue(
 ) -> None:
     """An elongated fragment denser than the scan's cortex, in soft tissue or blood, of at least
     0.15 ml is a cement spike; thin metal spreads less material than that."""
-    spike = _candidate(
+    spike = judged_candidate(
         volume_ml,
         length_mm,
         p90_hu=1400.0,
@@ -403,7 +379,7 @@ def test_spike_ringed_by_enhanced_blood_is_not_along_bone(
     reads 150-250 HU, as dense as bone by a threshold (bone_shell 0.83). Ringed by one
     homogeneous blood pool it is a spike in a blood pool; the same shell without a pool, or
     with an uneven ring, is a rib's cortex."""
-    spike = _candidate(
+    spike = judged_candidate(
         0.18,
         28.9,
         p90_hu=1310.0,

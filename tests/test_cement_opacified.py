@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from helpers_cement import judged_candidate
 from scipy import ndimage
 
 from cementscan.cement import find_cement
@@ -148,10 +149,9 @@ CTA = Calibration(
 
 def _lung_focus(p90_hu: float, elongation: float, air_shell: float) -> Candidate:
     """A thin lung focus like chest-cta's inserted linear embolus (45 voxels, 12 mm long)."""
-    features = dict.fromkeys(
-        ("saturated", "beyond_scale", "near_metal", "core_ml", "seed_ml", "in_pool"), 0.0
-    )
-    features.update(
+    return judged_candidate(
+        0.043,
+        12.0,
         p90_hu=p90_hu,
         elongation=elongation,
         air_shell=air_shell,
@@ -163,18 +163,6 @@ def _lung_focus(p90_hu: float, elongation: float, air_shell: float) -> Candidate
         vessel_frac=0.11,
         asymmetry=0.3,
         voxels=35.0,
-    )
-    return Candidate(
-        label=1,
-        voxel_count=35,
-        volume_ml=0.043,
-        centroid_lps_mm=(0.0, 0.0, 0.0),
-        bbox_lps_mm=((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
-        length_mm=12.0,
-        max_diameter_mm=12.0,
-        mean_hu=p90_hu,
-        max_hu=p90_hu,
-        features=features,
     )
 
 
