@@ -147,7 +147,9 @@ CTA = Calibration(
 )
 
 
-def _lung_focus(p90_hu: float, elongation: float, air_shell: float) -> Candidate:
+def _lung_focus(
+    p90_hu: float, elongation: float, air_shell: float, bone_shell: float = 0.14
+) -> Candidate:
     """A thin lung focus like chest-cta's inserted linear embolus (45 voxels, 12 mm long)."""
     return judged_candidate(
         0.043,
@@ -155,7 +157,7 @@ def _lung_focus(p90_hu: float, elongation: float, air_shell: float) -> Candidate
         p90_hu=p90_hu,
         elongation=elongation,
         air_shell=air_shell,
-        bone_shell=0.14,
+        bone_shell=bone_shell,
         soft_shell=0.25,
         in_lung=1.0,
         width_mm=12.0 / elongation,
@@ -167,19 +169,22 @@ def _lung_focus(p90_hu: float, elongation: float, air_shell: float) -> Candidate
 
 
 @pytest.mark.parametrize(
-    ("p90_hu", "elongation", "air_shell", "cement"),
+    ("p90_hu", "elongation", "air_shell", "bone_shell", "cement"),
     [
-        (1012.0, 3.8, 0.42, True),  # chest-cta pe_linear #3: 2.4 x its blood level
-        (450.0, 3.8, 0.42, False),  # a vessel's enhanced lumen: at the blood level
-        (760.0, 3.8, 0.42, False),  # a bolus still arriving: 1.8 x the blood level
-        (1012.0, 1.5, 0.42, False),  # round: a calcified granuloma, not an embolus
-        (1012.0, 3.8, 0.05, False),  # no air around it: the hilum's veins and nodes
+        (1012.0, 3.8, 0.42, 0.14, True),  # chest-cta pe_linear #3: 2.4 x its blood level
+        (450.0, 3.8, 0.42, 0.14, False),  # a vessel's enhanced lumen: at the blood level
+        (760.0, 3.8, 0.42, 0.14, False),  # a bolus still arriving: 1.8 x the blood level
+        (1012.0, 1.5, 0.42, 0.14, False),  # round: a calcified granuloma, not an embolus
+        (1012.0, 3.8, 0.05, 0.14, False),  # no air around it: the hilum's veins and nodes
+        # along bone: a rib end at the apex of a 1 mm phantom (p90 923, air 0.38, bone 0.41)
+        (1012.0, 3.8, 0.38, 0.41, False),
     ],
 )
 def test_enhanced_lung_linear_focus_above_iodine(
-    p90_hu: float, elongation: float, air_shell: float, cement: bool
+    p90_hu: float, elongation: float, air_shell: float, bone_shell: float, cement: bool
 ) -> None:
-    judged = judge(_lung_focus(p90_hu, elongation, air_shell), CTA, (0.7, 0.7, 2.5))
+    focus = _lung_focus(p90_hu, elongation, air_shell, bone_shell)
+    judged = judge(focus, CTA, (0.7, 0.7, 2.5))
     assert (judged.confidence > 0.0) is cement, judged.kind
     if cement:
         assert judged.kind == "lung_linear_enhanced"

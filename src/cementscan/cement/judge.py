@@ -64,7 +64,8 @@ LUNG_LINEAR_MIN_AIR_SHELL = 0.6
 # at the apex; granulomas are round, not linear (§2.2: "linear or branching... most suggestive").
 # It must lie in aerated lung (a peripheral artery, §2.2), not amid the enhanced veins, the SVC
 # bolus and the nodes of the hilum and mediastinum, where air is almost absent around a focus; the
-# enhanced lumen around the cement takes part of its shell, so less air is asked than natively.
+# enhanced lumen around the cement takes part of its shell, so less air is asked than natively;
+# and it must not run along bone (a rib or costal cartilage at the apex, _along_bone).
 ENHANCED_LINEAR_OVER_IODINE = 2.0
 ENHANCED_LINEAR_MIN_AIR_SHELL = 0.3
 # Partial-volume correction for foci smaller than the slice: the smallest emboli promised
@@ -137,7 +138,12 @@ def judge(
             return replace(
                 candidate, confidence=0.4 + 0.3 * float(np.clip(excess, 0, 1)), kind="lung_linear"
             )
-        if elongated and cal.opacified and f["air_shell"] >= ENHANCED_LINEAR_MIN_AIR_SHELL:
+        if (
+            elongated
+            and cal.opacified
+            and f["air_shell"] >= ENHANCED_LINEAR_MIN_AIR_SHELL
+            and not _along_bone(f)
+        ):
             floor_hu = max(enhanced_iodine_ceiling_hu(cal), cal.grow_hu)
             if dense_p90 >= floor_hu:
                 excess = (dense_p90 - floor_hu) / max(cal.seed_hu - floor_hu, 1.0)
