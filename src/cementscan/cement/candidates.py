@@ -8,6 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from cementscan.anatomy.model import Anatomy
+from cementscan.boxes import dilate_box, grow_box
 from cementscan.cement.calibration import Calibration, calibrate
 from cementscan.cement.context import AIR_HU, Context, compute_context
 from cementscan.cement.judge import judge
@@ -148,11 +149,9 @@ def _trim_to_reach(
     apart (a shell, a column)."""
     sub = labels[box]
     mask = sub == index
-    reach = (mask & (volume.hu[box] >= cal.seed_hu)).astype(np.uint8)
-    for axis, s in enumerate(volume.spacing_mm):
-        size = 2 * max(1, int(round(GROW_REACH_MM / s))) + 1
-        reach = ndimage.maximum_filter1d(reach, size=size, axis=axis, mode="constant")
-    far = mask & (reach == 0)
+    half_width = [max(1, int(round(GROW_REACH_MM / s))) for s in volume.spacing_mm]
+    reach = dilate_box(mask & (volume.hu[box] >= cal.seed_hu), half_width)
+    far = mask & ~reach
     if not far.any():
         return False
     sub[far] = 0
@@ -185,7 +184,7 @@ def _metal_halo(
             continue
         if np.count_nonzero(labels[cluster_box] == index) * voxel_ml < METAL_MIN_ML:
             continue
-        box = _grow_box(cluster_box, halo, hu.shape)
+        box = grow_box(cluster_box, halo, hu.shape)
         out[box] |= ndimage.binary_dilation(labels[box] == index, structure=structure)
     return out
 
@@ -292,15 +291,6 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(slice(int(a[0]), int(a[-1]) + 1) for a in axes)
 
 
-def _grow_box(
-    box: tuple[slice, ...], margin: tuple[int, ...], shape: tuple[int, ...]
-) -> tuple[slice, ...]:
-    return tuple(
-        slice(max(0, s.start - m), min(n, s.stop + m))
-        for s, m, n in zip(box, margin, shape, strict=True)
-    )
-
-
 def _measure(
     volume: CTVolume,
     labels: np.ndarray,
@@ -311,7 +301,7 @@ def _measure(
 ) -> Candidate:
     spacing = np.asarray(volume.spacing_mm)
     shell_vox = tuple(max(1, int(np.ceil(VESSEL_SHELL_MM[1] / s)) + 1) for s in spacing)
-    big = _grow_box(box, shell_vox, volume.shape)
+    big = grow_box(box, shell_vox, volume.shape)
     hu_big = volume.hu[big]
     mask_big = labels[big] == index
     ijk = np.argwhere(mask_big) + np.array([s.start for s in big])

@@ -8,6 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from cementscan.anatomy.body import LABEL_DTYPE, fill_holes
+from cementscan.boxes import dilate_box
 
 CONTEXT_MM = 2.0  # the context grid's in-plane and through-plane step (about the anatomy grid)
 BODY_HU = -400  # between air/lung (< -500) and fat (-100)
@@ -101,12 +102,7 @@ def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> C
     pool = _blood_pool(coarse, body, float(np.prod(cell_mm)) / 1000.0)
     values = np.asarray(coarse[pool], dtype=np.float32)
     if pool.any():
-        # A box-shaped widening, as separable maximum filters (a 3-D structure costs seconds).
-        widened = pool.view(np.uint8)
-        for axis, c in enumerate(cell_mm):
-            cells = 2 * max(1, int(round(POOL_WIDEN_MM / c))) + 1
-            widened = ndimage.maximum_filter1d(widened, size=cells, axis=axis, mode="constant")
-        pool = widened.view(bool)
+        pool = dilate_box(pool, [max(1, int(round(POOL_WIDEN_MM / c))) for c in cell_mm])
     return Context(
         step=step,  # type: ignore[arg-type]
         body=body,

@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 
 from cementscan.anatomy.lungs import is_central
 from cementscan.anatomy.model import Anatomy
+from cementscan.boxes import dilate_box, grow_box
 from cementscan.cement.candidates import Candidate, Candidates
 from cementscan.classify.compartments import (
     BONE,
@@ -815,18 +816,12 @@ def _name_unanchored(
 def _shell_hu(volume: CTVolume, box: tuple[slice, ...], mask: np.ndarray) -> np.ndarray:
     """HU of the voxels within ~SHELL_MM around the cement (in-plane and through-plane)."""
     pad = [max(1, int(round(SHELL_MM / s))) for s in volume.spacing_mm]
-    big = tuple(
-        slice(max(0, s.start - p), min(n, s.stop + p))
-        for s, p, n in zip(box, pad, volume.shape, strict=True)
-    )
+    big = grow_box(box, pad, volume.shape)
     inner = np.zeros([s.stop - s.start for s in big], bool)
     inner[
         tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(box, big, strict=True))
     ] = mask
-    grown = inner
-    for axis, p in enumerate(pad):
-        grown = ndimage.maximum_filter1d(grown.astype(np.uint8), 2 * p + 1, axis=axis) > 0
-    shell = grown & ~inner
+    shell = dilate_box(inner, pad) & ~inner
     return np.asarray(volume.hu[big][shell], np.float32)
 
 

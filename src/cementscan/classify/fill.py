@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from cementscan.boxes import grow_box
 from cementscan.io.volume import CTVolume
 
 # The ring: in-plane, beyond cement's partial-volume rim (the scanner's blur, 1-3 mm) and within
@@ -40,10 +41,7 @@ class RingProbe:
             0 if a == self.z_axis else int(np.ceil(RING_OUTER_MM / spacing[a])) + 1
             for a in range(3)
         ]
-        self.big = tuple(
-            slice(max(0, s.start - p), min(n, s.stop + p))
-            for s, p, n in zip(box, pad, volume.shape, strict=True)
-        )
+        self.big = grow_box(box, pad, volume.shape)
         self.offset = tuple(s.start - b.start for s, b in zip(box, self.big, strict=True))
         # In-plane distances only: the through-plane step is made too large to count.
         self.sampling = [1e6 if a == self.z_axis else float(spacing[a]) for a in range(3)]
