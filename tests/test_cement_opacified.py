@@ -249,3 +249,22 @@ def test_thin_embolus_in_enhanced_lung(embolus_hu: float, cement: bool) -> None:
     else:
         lung = [c for c in result.rejected if c.features["in_lung"] >= 0.8]
         assert len(lung) == 1 and lung[0].features["elongation"] >= 3.0  # seen, judged iodine
+
+
+def test_embolus_in_arteries_joined_to_the_skeleton_stays_in_lung() -> None:
+    # In a real enhanced chest the lung's arteries read above 200 HU like bone and, through the
+    # hila and wherever they touch a rib, join the skeleton into one big dense structure, which
+    # is kept out of the lung. A transverse artery joining every lattice vessel to the vertebra
+    # does that here; the embolus in one of them is still in lung and found.
+    hu = _enhanced_chest(400.0, 350.0)
+    x, y, z = _grid()
+    branch = (np.abs(z - 12.0) <= 2.0) & (np.abs(y - EMBOLUS_VESSEL[1] * SPACING_MM[1]) <= 2.0)
+    branch &= (x >= LUNG_CENTRE_MM[0] - LUNG_RADII_MM[0]) & (x <= BONE_CENTRE[0] * SPACING_MM[0])
+    hu[branch & (hu < 350.0)] = 350.0
+    rod = _rod(EMBOLUS_VESSEL, 15.0, 3.0)
+    hu = (1.0 - rod) * hu + rod * 1300.0
+    result = find_cement(_ct(hu))
+    found = [c for c in result.candidates if (result.labels[rod >= 0.5] == c.label).any()]
+    assert [c.kind for c in found] == ["lung_linear_enhanced"]
+    assert found[0].features["in_lung"] >= 0.8
+    assert [c for c in result.candidates if c not in found] == []

@@ -43,6 +43,7 @@ LUNG_SEED_OVER_VESSEL_HU = 250.0
 # Unenhanced blood 30-60 HU; opacified pulmonary vessels >= 200 HU in CTPA (clinical-evidence.md
 # §4), portal-venous ~150: the scan's own lung vessels above this mean it carries contrast.
 OPACIFIED_VESSEL_HU = 150.0
+UNENHANCED_HU = 40.0  # unenhanced blood
 LUNG_SEED_MIN_HU = 280.0
 LUNG_GROW_FRACTION = 0.55  # grow to this fraction of the way from vessel level to the seed
 # Soft tissue outside bone and lung: enhanced blood reaches ~500 HU in a CTA, calcifications
@@ -97,16 +98,10 @@ def calibrate(
         cortex = 800.0
     seed = float(np.clip(SEED_OVER_CORTEX * cortex, SEED_MIN_HU, SEED_MAX_HU))
     grow = float(min(max(GROW_OVER_CORTEX * cortex, GROW_MIN_HU), seed - 100.0))
-    vessel = 40.0  # unenhanced blood
-    if lung_values is not None and len(lung_values):
-        soft = lung_values[lung_values > LUNG_SOFT_HU]
-        if len(soft) > 100:
-            vessel = float(np.percentile(soft, LUNG_VESSEL_PERCENTILE))
+    vessel = lung_vessel_level_hu(lung_values) if lung_values is not None else UNENHANCED_HU
     lung_seed = max(LUNG_SEED_MIN_HU, vessel + LUNG_SEED_OVER_VESSEL_HU)
     lung_grow = vessel + LUNG_GROW_FRACTION * (lung_seed - vessel)
-    blood = None
-    if pool_values is not None and len(pool_values) >= BLOOD_MIN_VALUES:
-        blood = float(np.percentile(pool_values, BLOOD_PERCENTILE))
+    blood = blood_level_hu(pool_values) if pool_values is not None else None
     return Calibration(
         cortex_hu=cortex,
         seed_hu=seed,
@@ -117,3 +112,19 @@ def calibrate(
         soft_seed_hu=max(SOFT_SEED_MIN_HU, min(grow, vessel + 400.0)),
         blood_hu=blood,
     )
+
+
+def blood_level_hu(pool_values: np.ndarray) -> float | None:
+    """This scan's opacified blood level from its pools' HU (BLOOD_PERCENTILE), or None."""
+    if len(pool_values) < BLOOD_MIN_VALUES:
+        return None
+    return float(np.percentile(pool_values, BLOOD_PERCENTILE))
+
+
+def lung_vessel_level_hu(lung_values: np.ndarray) -> float:
+    """This scan's lung-vessel level from deep-lung HU (LUNG_VESSEL_PERCENTILE of its non-air
+    values); unenhanced blood where the lung shows too few vessels."""
+    soft = lung_values[lung_values > LUNG_SOFT_HU]
+    if len(soft) <= 100:
+        return UNENHANCED_HU
+    return float(np.percentile(soft, LUNG_VESSEL_PERCENTILE))

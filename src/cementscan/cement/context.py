@@ -9,6 +9,11 @@ from scipy import ndimage
 
 from cementscan.anatomy.body import LABEL_DTYPE, fill_holes
 from cementscan.boxes import dilate_box
+from cementscan.cement.calibration import (
+    OPACIFIED_VESSEL_HU,
+    blood_level_hu,
+    lung_vessel_level_hu,
+)
 
 CONTEXT_MM = 2.0  # the context grid's in-plane and through-plane step (about the anatomy grid)
 BODY_HU = -400  # between air/lung (< -500) and fat (-100)
@@ -22,6 +27,7 @@ BONE_HU = 200  # cortex and dense trabecular bone
 # the lung: lung foci are looked for outside them. Emboli are < 1 mL (clinical-evidence.md §2.2:
 # small, in peripheral vessels).
 BIG_DENSE_ML = 3.0
+BRANCH_OF_POOL = 1.3  # a lung vessel reads up to this much of its pool (noise, none above)
 # Opacified blood pools (aorta, pulmonary arteries, heart, enhanced IVC): contrast-filled blood is
 # a homogeneous region above unenhanced blood (30-60 HU) and enhanced parenchyma's usual level
 # (CTPA lumen >= 200 HU, portal-venous ~150; clinical-evidence.md §4). Bone of the same mean
@@ -93,13 +99,17 @@ def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> C
     lung = (fraction >= LUNG_AIR_FRACTION) & body
     lung_core = (fraction >= LUNG_CORE_FRACTION) & body
     bone = (coarse >= BONE_HU) & body
-    bone_labels, n_bone = ndimage.label(bone, output=LABEL_DTYPE)
-    if n_bone:
-        sizes_ml = np.bincount(bone_labels.ravel()) * float(np.prod(cell_mm)) / 1000.0
-        sizes_ml[0] = 0.0
-        skeleton = ndimage.binary_dilation((sizes_ml >= BIG_DENSE_ML)[bone_labels])
-        lung &= ~skeleton
-    pool = _blood_pool(coarse, body, float(np.prod(cell_mm)) / 1000.0)
+    cell_ml = float(np.prod(cell_mm)) / 1000.0
+    pool = _blood_pool(coarse, body, cell_ml)
+    # On an enhanced scan the lungs' arteries read above BONE_HU and join the ribs, the spine and
+    # the heart into one big component: the lung is cut only by what is not blood, so an embolus
+    # inside an opacified branch stays in lung. Its vessels' density is still calibrated away
+    # from every big dense structure (ribs, which the branches no longer join, included).
+    skeleton = _big_dense(bone, cell_ml)
+    lung_core &= ~skeleton
+    if lung_vessel_level_hu(coarse[lung_core]) >= OPACIFIED_VESSEL_HU:
+        skeleton = _big_dense(_not_blood(bone, lung, coarse, pool), cell_ml)
+    lung &= ~skeleton
     values = np.asarray(coarse[pool], dtype=np.float32)
     if pool.any():
         pool = dilate_box(pool, [max(1, int(round(POOL_WIDEN_MM / c))) for c in cell_mm])
@@ -112,6 +122,27 @@ def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> C
         pool=pool,
         pool_values=values,
     )
+
+
+def _big_dense(dense: np.ndarray, cell_ml: float) -> np.ndarray:
+    """Components of ``dense`` of at least BIG_DENSE_ML, widened by one cell."""
+    labels, count = ndimage.label(dense, output=LABEL_DTYPE)
+    if not count:
+        return np.zeros(dense.shape, bool)
+    big = np.bincount(labels.ravel()) * cell_ml >= BIG_DENSE_ML
+    big[0] = False
+    return np.asarray(ndimage.binary_dilation(big[labels]), dtype=bool)
+
+
+def _not_blood(
+    bone: np.ndarray, lung: np.ndarray, coarse: np.ndarray, pool: np.ndarray
+) -> np.ndarray:
+    """``bone`` without opacified blood: the homogeneous pools (heart, central arteries) and, in
+    lung, whatever reads no denser than those pools (the arteries' branches)."""
+    blood_hu = blood_level_hu(coarse[pool])
+    if blood_hu is None:
+        return bone
+    return bone & ~pool & ~(lung & (coarse <= BRANCH_OF_POOL * blood_hu))
 
 
 def _blood_pool(coarse: np.ndarray, body: np.ndarray, cell_ml: float) -> np.ndarray:
