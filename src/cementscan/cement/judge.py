@@ -80,7 +80,6 @@ LONE_FOCUS_MAX_VESSEL_FRAC = 0.4
 # marks such a vein not assessable; this is the CT-only fallback.
 CONTRAST_COLUMN_ML = 5.0
 EXTRAOSSEOUS_BONE_SHELL = 0.35
-OPACIFIED_VESSEL_HU = 150.0  # unenhanced blood 30-60 HU; CTPA >= 200 HU (clinical-evidence.md §4)
 LUNG_MAX_ML = 2.0  # larger lung "foci" are atelectasis, consolidation or a mass
 # Inside an opacified vessel a focus is judged against the lumen around it, not against bone or
 # contrast: cement reaches the pulmonary arteries, the IVC and the right heart by the blood
@@ -130,7 +129,7 @@ def judge(
             f["elongation"] >= LUNG_LINEAR_ELONGATION
             and candidate.length_mm >= LUNG_LINEAR_MIN_LENGTH_MM
         )
-        # On an opacified scan (its own lung vessels >= OPACIFIED_VESSEL_HU) iodine overlaps the
+        # On an opacified scan (Calibration.opacified: its own lung vessels) iodine overlaps the
         # partial volume of cement (clinical-evidence.md §4, design note 3): a linear focus is
         # taken only above the iodine this scan can hold (see ENHANCED_LINEAR_OVER_IODINE).
         if elongated and not cal.opacified and f["air_shell"] >= LUNG_LINEAR_MIN_AIR_SHELL:
