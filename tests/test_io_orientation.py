@@ -167,6 +167,9 @@ def test_every_axis_order_and_flip_keeps_the_anatomy_in_place(
     label_image = nifti_image(tmp_path / "labels.nii")
     label_array = np.asanyarray(label_image.dataobj)
     assert volume.orientation_code() == orientation_letters("RAS", perm, flips)
+    for axis, letter in enumerate(orientation_letters("RAS", perm, flips)):
+        lps_axis = max("LPS".find(letter), "RAI".find(letter))
+        assert volume.lps_axis_of(axis) == lps_axis and volume.index_axis_along(lps_axis) == axis
     assert volume.shape == label_array.shape == hu.shape
     np.testing.assert_allclose(RAS_TO_LPS @ label_image.affine, volume.affine_lps, atol=1e-3)
 

@@ -34,8 +34,7 @@ class RingProbe:
     """Median HU of the in-plane ring around pieces of one candidate (all cement left out)."""
 
     def __init__(self, volume: CTVolume, labels: np.ndarray, box: tuple[slice, ...]) -> None:
-        # The axial index axis: the one whose direction is most nearly LPS z.
-        self.z_axis = int(np.argmax(np.abs(np.asarray(volume.direction)[2, :])))
+        self.z_axis = volume.index_axis_along(2)
         spacing = np.asarray(volume.spacing_mm, float)
         pad = [
             0 if a == self.z_axis else int(np.ceil(RING_OUTER_MM / spacing[a])) + 1

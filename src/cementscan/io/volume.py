@@ -88,10 +88,18 @@ class CTVolume:
         letters = (("L", "R"), ("P", "A"), ("S", "I"))
         code = ""
         for axis in range(3):
-            column = self.direction[:, axis]
-            dominant = int(np.argmax(np.abs(column)))
-            code += letters[dominant][0 if column[dominant] > 0 else 1]
+            dominant = self.lps_axis_of(axis)
+            code += letters[dominant][0 if self.direction[dominant, axis] > 0 else 1]
         return code
+
+    def lps_axis_of(self, index_axis: int) -> int:
+        """The LPS axis (0 = L, 1 = P, 2 = S) that index axis ``index_axis`` runs most nearly along."""
+        return int(np.argmax(np.abs(np.asarray(self.direction)[:, index_axis])))
+
+    def index_axis_along(self, lps_axis: int) -> int:
+        """The index axis whose direction is most nearly along LPS axis ``lps_axis`` (2: the axial
+        stacking axis, whatever the storage order)."""
+        return int(np.argmax(np.abs(np.asarray(self.direction)[lps_axis, :])))
 
 
 @dataclass(frozen=True)

@@ -106,9 +106,9 @@ def to_lps_grid(volume: CTVolume, labels: np.ndarray | None) -> LpsGrid:
     """Reorient by permuting and flipping index axes to LPS: the direction matrix decides, never
     the index order. Oblique scans are shown on their nearest LPS axes (as DICOMOrient does)."""
     direction = np.asarray(volume.direction, float)
-    perm = [int(np.argmax(np.abs(direction[axis, :]))) for axis in range(3)]  # index axis per LPS
+    perm = [volume.index_axis_along(axis) for axis in range(3)]
     if sorted(perm) != [0, 1, 2]:  # degenerate obliquity: fall back to the column-wise choice
-        cols = [int(np.argmax(np.abs(direction[:, c]))) for c in range(3)]
+        cols = [volume.lps_axis_of(c) for c in range(3)]
         perm = [cols.index(a) for a in range(3)]
     hu = np.transpose(volume.hu, perm)
     lab = np.zeros(volume.shape, np.int32) if labels is None else np.asarray(labels)

@@ -136,7 +136,7 @@ class LpsFrame:
         d = np.asarray(vol.direction, dtype=float)
         axes, flips = [], []
         for a in range(3):
-            c = int(np.argmax(np.abs(d[a])))
+            c = vol.index_axis_along(a)
             if abs(abs(d[a, c]) - 1.0) > 1e-3:
                 raise InputError(
                     "oblique direction cosines are not supported by insert (axis-aligned only)",

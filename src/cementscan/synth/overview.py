@@ -10,15 +10,16 @@ import numpy as np
 from cementscan.atomic import atomic_path
 
 if TYPE_CHECKING:
+    from cementscan.io.volume import CTVolume
     from cementscan.synth.phantom import Phantom
 
 
-def _to_lps(arr: np.ndarray, direction: np.ndarray) -> np.ndarray:
+def _to_lps(arr: np.ndarray, ct: CTVolume) -> np.ndarray:
     """Undo a re-orientation so that axes are (x=L, y=P, z=S) again for display."""
-    src = [int(np.argmax(np.abs(direction[:, a]))) for a in range(3)]
+    src = [ct.lps_axis_of(a) for a in range(3)]
     out = arr
     for a in range(3):
-        if direction[src[a], a] < 0:
+        if ct.direction[src[a], a] < 0:
             out = np.flip(out, axis=a)
     return np.transpose(out, np.argsort(src))
 
@@ -32,11 +33,11 @@ def write_overview(phantom: Phantom, index: int, path: str | Path) -> Path:
 
     s = phantom.series[index]
     ct = s.ct
-    hu = _to_lps(ct.hu, ct.direction)
-    truth = _to_lps(s.truth_labels, ct.direction)
-    conf = _to_lps(s.confounder_labels, ct.direction)
-    anatomy = _to_lps(s.anatomy_labels, ct.direction)
-    col_of = {int(np.argmax(np.abs(ct.direction[:, c]))): c for c in range(3)}
+    hu = _to_lps(ct.hu, ct)
+    truth = _to_lps(s.truth_labels, ct)
+    conf = _to_lps(s.confounder_labels, ct)
+    anatomy = _to_lps(s.anatomy_labels, ct)
+    col_of = {ct.lps_axis_of(c): c for c in range(3)}
     sp = [float(ct.spacing_mm[col_of[a]]) for a in range(3)]
     # Choose the axial slice: the largest truth object in this series, else mid-lumbar.
     objs = [o for o in phantom.objects if index in o.series_indices]
