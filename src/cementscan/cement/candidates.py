@@ -23,6 +23,7 @@ STANDARD_SCALE_TOP_HU = 3071  # values above it exist only in extended-scale rec
 # mind (features["near_metal"]): a thin rim has no thick core, cement around a screw does.
 METAL_MIN_ML = 0.01
 METAL_HALO_MM = 1.0  # sub-voxel at 2 mm: only the saturated metal itself goes
+METAL_RIM_MM = 3.0  # a metal's partial-volume rim and blooming lie within this of it
 STREAK_RING_MM = (6.0, 30.0)  # where metal streaks are looked for, around the component
 # Streaks: bands far darker than fat (-100) inside soft tissue, next to dense material.
 STREAK_DARK_HU = -200
@@ -121,18 +122,22 @@ def find_components(volume: CTVolume) -> Components:
     metal_m = _metal_halo(hu_m, mask_m, volume.spacing_mm, axes)
     mask_m &= ~metal_m
     labels, boxes = _label_cropped(mask_m.transpose(inverse))
-    near_metal = _touching(labels, metal_m.transpose(inverse), len(boxes))
+    metal = metal_m.transpose(inverse)
+    near_metal = _touching(labels, metal, len(boxes))
     del mask_m
     judged: list[Candidate] = []
     for index, box in enumerate(boxes, start=1):
         if box is None:
             continue
+        metal_features = {"near_metal": float(near_metal[index]), "off_metal_ml": 0.0}
+        if near_metal[index]:
+            metal_features["off_metal_ml"] = _off_metal_ml(volume, labels, index, box, metal, cal)
         candidate = _measure(volume, labels, index, box, cal, context)
-        candidate.features["near_metal"] = float(near_metal[index])
+        candidate.features.update(metal_features)
         candidate = judge(candidate, cal, volume.spacing_mm)
         if candidate.kind == "blob" and _trim_to_reach(volume, labels, index, box, cal):
             candidate = _measure(volume, labels, index, box, cal, context)
-            candidate.features["near_metal"] = float(near_metal[index])
+            candidate.features.update(metal_features)
             candidate = judge(candidate, cal, volume.spacing_mm)
         judged.append(candidate)
     return Components(labels, boxes, judged, cal)
@@ -187,6 +192,27 @@ def _metal_halo(
         box = grow_box(cluster_box, halo, hu.shape)
         out[box] |= ndimage.binary_dilation(labels[box] == index, structure=structure)
     return out
+
+
+def _off_metal_ml(
+    volume: CTVolume,
+    labels: np.ndarray,
+    index: int,
+    box: tuple[slice, ...],
+    metal: np.ndarray,
+    cal: Calibration,
+) -> float:
+    """Seed-dense volume of component ``index`` beyond the rim of the metal it touches: a
+    screw's blooming stays within METAL_RIM_MM of it and its partial volume within the voxels
+    touching it (at coarse pixels, farther than METAL_RIM_MM); the cement mantle of an augmented
+    screw reaches beyond both."""
+    spacing = np.asarray(volume.spacing_mm, float)
+    grown = grow_box(box, tuple(int(np.ceil(METAL_RIM_MM / s)) + 1 for s in spacing), volume.shape)
+    dense = (labels[grown] == index) & (volume.hu[grown] >= cal.seed_hu)
+    touching = ndimage.binary_dilation(metal[grown], structure=CONNECTIVITY)
+    distance_mm = ndimage.distance_transform_edt(~metal[grown], sampling=spacing)
+    beyond = dense & ~touching & (distance_mm > METAL_RIM_MM)
+    return float(np.count_nonzero(beyond)) * volume.voxel_volume_ml
 
 
 def _touching(labels: np.ndarray, region: np.ndarray, count: int) -> np.ndarray:

@@ -42,6 +42,11 @@ LOOSE_MAX_SEED_ML = 1.0
 # Beside metal, what survives the metal's halo is its partial volume and streaks unless it has a
 # thick core of its own (cement around a cement-augmented screw).
 NEAR_METAL_CORE_ML = 0.05
+# A mantle is thin around the screw and has no thick core either, but it reaches beyond the
+# metal's rim (candidates.py METAL_RIM_MM) and lies in bone; the halo of metal in a vessel (an
+# IVC filter) lies in blood and soft tissue. With anatomy, only mantles inside a vertebral body
+# are kept (lookalikes.py).
+NEAR_METAL_OFF_ML = 0.05
 # In lung: calcified granulomas and nodes are calcium, no denser than cortex; cement (PMMA with
 # BaSO4/ZrO2) can be. Below cortex density (partial volume at thick slices) only a linear focus
 # along a vessel is taken: "linear or branching... the most suggestive" (clinical-evidence.md §2.2).
@@ -108,6 +113,11 @@ def judge(
     dense_p90 = f["p90_hu"]
     over_cortex = float(np.clip((dense_p90 - cal.seed_hu) / max(cal.seed_hu, 1.0), 0.0, 1.0))
     if f.get("near_metal", 0.0) and f["core_ml"] < NEAR_METAL_CORE_ML:
+        if (
+            f.get("off_metal_ml", 0.0) >= NEAR_METAL_OFF_ML
+            and f["bone_shell"] >= EXTRAOSSEOUS_BONE_SHELL
+        ):
+            return replace(candidate, confidence=0.5 + 0.3 * over_cortex, kind="screw_mantle")
         return replace(candidate, confidence=0.0, kind="metal_halo")
     if f["core_ml"] <= 0.0 and f.get("beyond_scale", 0.0):
         return replace(candidate, confidence=0.0, kind="metal_thin")

@@ -1,0 +1,121 @@
+"""Cement around a cement-augmented pedicle screw is cement; the metal's own rim is not.
+
+A small synthetic CT (1 mm voxels): a vertebral body (cortex and textured trabecular bone) with a
+titanium screw, saturated at the top of the scale and partial-volumed at its edge. The screw runs
+along the slices' normal, so that every axial cross-section of the cement sleeve around its
+distal part is a ring with no thick in-plane core, as a mantle has. The sleeve is found as cement;
+the same screw without cement gives nothing; and the halo of metal in blood (an IVC filter's
+legs) is not taken for a mantle (issue #4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers_cement import judged_candidate
+from scipy import ndimage
+
+from cementscan.cement import find_cement
+from cementscan.cement.calibration import Calibration
+from cementscan.cement.judge import judge
+from cementscan.io.volume import CTVolume, SourceInfo
+
+SHAPE = (80, 80, 60)
+BODY_CENTRE_MM, BODY_RADIUS_MM = (40.0, 40.0), 18.0
+SCREW_X_MM, SCREW_Y_MM, SCREW_RADIUS_MM = 36.0, 40.0, 3.0
+SCREW_TIP_Z_MM = 36.0  # from below the body (z 8) to past its middle
+SLEEVE_RADIUS_MM, SLEEVE_LENGTH_MM = 9.0, 12.0  # reaches 6 mm beyond the screw
+CEMENT_HU = 1400.0
+
+
+def _coverage(inside: np.ndarray) -> np.ndarray:
+    return np.clip(ndimage.gaussian_filter(inside.astype(float), 0.7), 0.0, 1.0)
+
+
+def _ct(with_sleeve: bool) -> tuple[CTVolume, np.ndarray]:
+    rng = np.random.default_rng(3)
+    x, y, z = np.meshgrid(*(np.arange(n, dtype=float) for n in SHAPE), indexing="ij")
+    hu = np.full(SHAPE, -1000.0)
+    hu[((x - 40.0) / 38.0) ** 2 + ((y - 40.0) / 38.0) ** 2 <= 1.0] = 40.0
+    r_body = np.hypot(x - BODY_CENTRE_MM[0], y - BODY_CENTRE_MM[1])
+    column = (z >= 8) & (z <= 52)
+    hu[column & (r_body <= BODY_RADIUS_MM)] = 900.0
+    texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, SHAPE), 0.8)
+    trabecular = column & (r_body <= BODY_RADIUS_MM - 2.0)
+    hu[trabecular] = 250.0 + 80.0 * texture[trabecular] / texture.std()
+    r_screw = np.hypot(x - SCREW_X_MM, y - SCREW_Y_MM)
+    along = (z >= 2.0) & (z <= SCREW_TIP_Z_MM)
+    sleeve = (r_screw <= SLEEVE_RADIUS_MM) & (z >= SCREW_TIP_Z_MM - SLEEVE_LENGTH_MM)
+    sleeve &= (z <= SCREW_TIP_Z_MM) & (r_screw > SCREW_RADIUS_MM)
+    if with_sleeve:
+        cement = _coverage(sleeve)
+        hu = (1.0 - cement) * hu + cement * CEMENT_HU
+    metal = _coverage(along & (r_screw <= SCREW_RADIUS_MM))
+    hu = (1.0 - metal) * hu + metal * 6000.0  # titanium: clipped at the top of the scale
+    hu += rng.normal(0.0, 12.0, SHAPE)
+    volume = CTVolume(
+        np.clip(np.rint(hu), -1024, 3071).astype(np.int16),
+        (1.0, 1.0, 1.0),
+        (0.0, 0.0, 0.0),
+        np.eye(3),
+        SourceInfo("synthetic", "nifti"),
+    )
+    return volume, sleeve
+
+
+def test_cement_sleeve_around_a_screw_is_cement() -> None:
+    volume, sleeve = _ct(with_sleeve=True)
+    result = find_cement(volume)
+    found = [c for c in result.candidates if (result.labels[sleeve] == c.label).any()]
+    assert [c.kind for c in found] == ["screw_mantle"]
+    assert [c for c in result.candidates if c not in found] == []
+    covered = np.count_nonzero(result.labels[sleeve] == found[0].label) / np.count_nonzero(sleeve)
+    assert covered >= 0.5
+    assert found[0].features["core_ml"] < 0.05  # no thick core: the mantle rule found it
+
+
+def test_screw_without_cement_gives_nothing() -> None:
+    volume, _ = _ct(with_sleeve=False)
+    result = find_cement(volume)
+    assert np.count_nonzero(volume.hu >= 3070) * 0.001 >= 0.5  # the screw: 0.5 ml of metal
+    assert result.candidates == ()
+
+
+CAL = Calibration(
+    cortex_hu=860.0,
+    seed_hu=1120.0,
+    grow_hu=900.0,
+    lung_vessel_hu=140.0,
+    lung_seed_hu=390.0,
+    lung_grow_hu=280.0,
+    soft_seed_hu=600.0,
+)
+
+
+@pytest.mark.parametrize(
+    ("off_metal_ml", "bone_shell", "cement"),
+    [
+        (0.30, 0.70, True),  # 1 mm phantom: cement around two augmented L3 screws
+        (0.56, 0.14, False),  # 1 mm phantom: an IVC filter's legs in blood
+        (0.00, 0.70, False),  # a plain screw's partial-volume rim in bone
+    ],
+)
+def test_mantle_reaches_beyond_the_rim_and_lies_in_bone(
+    off_metal_ml: float, bone_shell: float, cement: bool
+) -> None:
+    halo = judged_candidate(
+        0.76,
+        20.0,
+        p90_hu=1263.0,
+        near_metal=1.0,
+        core_ml=0.048,
+        seed_ml=0.98,
+        off_metal_ml=off_metal_ml,
+        bone_shell=bone_shell,
+        soft_shell=1.0 - bone_shell,
+        width_mm=16.0,
+        elongation=1.3,
+    )
+    judged = judge(halo, CAL, (2.0, 2.0, 1.0))
+    assert (judged.kind == "screw_mantle") is cement
+    assert (judged.confidence > 0.0) is cement
