@@ -89,3 +89,13 @@ def test_fills_stay_intravertebral(classified: Classified) -> None:
     # Most of each fill's voxels are in its own finding (no fill taken for a canal leak).
     fills = [o.id for o in classified.phantom.objects if o.category == "intravertebral"]
     assert all(classified.matches[obj_id][1] >= 0.9 for obj_id in fills)
+
+
+def test_segmental_vein_into_the_azygos_is_a_vein_of_its_own(classified: Classified) -> None:
+    # The azygos leak's route, a segmental vein from the T9 fill to the azygos, runs close to the
+    # cast where it joins it but is not the cast's sleeve: a paravertebral vein between the two.
+    [(truth, vein)] = _named(classified, "paravertebral_vein")
+    assert vein.category == truth
+    [(_, cast)] = _named(classified, "azygos")
+    assert cast.connected_to == vein.id
+    assert classified.findings[vein.connected_to or 0].category == "intravertebral"

@@ -472,7 +472,10 @@ def _absorber(
     volume_ml = len(piece.lps_mm) * ctx.volume.voxel_volume_ml
     cats = {m: pieces[m].category for m in neighbours}
     casts = [m for m in neighbours if cats[m] in CAST_CATEGORIES]
-    if piece.code == UNASSIGNED and casts:
+    # The vein between a fill and a cast (a segmental vein draining into the azygos or the IVC)
+    # is a leak of its own, connected to both, however close to the cast it runs.
+    route = any(cats[m] == "intravertebral" for m in neighbours)
+    if piece.code == UNASSIGNED and casts and not route:
         for m in casts:  # a sleeve, whatever else it touches
             if _runs_along(piece, pieces[m]):
                 return m
