@@ -96,6 +96,8 @@ CANAL_PRIOR_RADIUS_MM = 7.0
 # their own masks and the posterior elements, not by bone around the piece).
 SPLIT_LEAK_CATEGORIES = ("disc", "paravertebral_soft_tissue", "paravertebral_vein", "other")
 CAST_MIN_PIECE_ML = 0.05
+# Less than a cast can be: CAST_MIN_LENGTH_MM of a 3 mm vein (the azygos' smallest) holds 0.1 ml.
+VEIN_TIP_MAX_ML = 0.1
 PULMONARY_NEIGHBOURS = ("pulmonary_artery", "right_heart", "other")
 # A main pulmonary artery runs from the trunk to its hilum mostly in the axial plane (the left
 # one arching down over its bronchus): its cement's craniocaudal extent is below this share of
@@ -449,6 +451,8 @@ def _absorber(
       same cast;
     - a body's core: cement touching a body's fill near the body's axis is that fill
       (_in_body_core: a coarse body mask smaller than the body);
+    - a vein's tip: a "cast" shorter and smaller than any cast (VEIN_TIP_MAX_ML) touching only
+      a paravertebral vein is that vein reaching into a coarse vein mask;
     - a vertebral-body sliver: less cement than any augmentation leaves in a body (a tract
       grazing the next body's mask edge) belongs to the piece it touches;
     - an impossible embolus: lung-mask cement touching spinal or paravertebral cement is that
@@ -499,6 +503,13 @@ def _absorber(
         and any(p is not piece and p.category == piece.category for p in pieces)
     ):
         return neighbours[0]  # a crumb of a cast whose main part lies elsewhere in the lumen
+    if (
+        piece.category in CAST_CATEGORIES
+        and all(cats[m] == "paravertebral_vein" for m in neighbours)
+        and volume_ml < VEIN_TIP_MAX_ML
+        and _extents_mm(piece.lps_mm, _voxel_mm(ctx.volume))[0] < CAST_MIN_LENGTH_MM
+    ):
+        return neighbours[0]  # a segmental vein's tip in a vein mask's edge: no cast is that short
     if piece.category == "pulmonary_artery":
         foreign = [m for m in neighbours if cats[m] not in PULMONARY_NEIGHBOURS]
         if foreign:
