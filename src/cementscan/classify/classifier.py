@@ -448,7 +448,7 @@ def _absorber(
 
     - a cast sleeve or bulge: cement outside a coarse vein mask running alongside the cast
       (_runs_along), or touching only the cast and not running away from it as a tube, is the
-      same cast;
+      same cast, unless it also touches a fill (the vein between them is a leak of its own);
     - a body's core: cement touching a body's fill near the body's axis is that fill
       (_in_body_core: a coarse body mask smaller than the body);
     - a vein's tip: a "cast" shorter and smaller than any cast (VEIN_TIP_MAX_ML) touching only
