@@ -12,6 +12,7 @@ def candidate_features(**values: float) -> dict[str, float]:
             "saturated",
             "beyond_scale",
             "near_metal",
+            "metal_ml",
             "off_metal_ml",
             "core_ml",
             "seed_ml",

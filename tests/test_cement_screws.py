@@ -93,21 +93,23 @@ CAL = Calibration(
 
 
 @pytest.mark.parametrize(
-    ("off_metal_ml", "bone_shell", "cement"),
+    ("metal_ml", "off_metal_ml", "bone_shell", "cement"),
     [
-        (0.30, 0.70, True),  # 1 mm phantom: cement around two augmented L3 screws
-        (0.56, 0.14, False),  # 1 mm phantom: an IVC filter's legs in blood
-        (0.00, 0.70, False),  # a plain screw's partial-volume rim in bone
+        (1.10, 0.30, 0.70, True),  # 1 mm phantom: cement around two augmented L3 screws
+        (0.04, 0.56, 0.14, False),  # 1 mm phantom: an IVC filter's legs in blood
+        (1.10, 0.00, 0.70, False),  # a plain screw's partial-volume rim in bone
+        (0.16, 1.38, 0.46, False),  # mediastinum-cta-crop: sternal wires' blooming in the sternum
     ],
 )
-def test_mantle_reaches_beyond_the_rim_and_lies_in_bone(
-    off_metal_ml: float, bone_shell: float, cement: bool
+def test_mantle_surrounds_a_screw_reaches_beyond_its_rim_and_lies_in_bone(
+    metal_ml: float, off_metal_ml: float, bone_shell: float, cement: bool
 ) -> None:
     halo = judged_candidate(
         0.76,
         20.0,
         p90_hu=1263.0,
         near_metal=1.0,
+        metal_ml=metal_ml,
         core_ml=0.048,
         seed_ml=0.98,
         off_metal_ml=off_metal_ml,

@@ -129,9 +129,11 @@ def find_components(volume: CTVolume) -> Components:
     for index, box in enumerate(boxes, start=1):
         if box is None:
             continue
-        metal_features = {"near_metal": float(near_metal[index]), "off_metal_ml": 0.0}
+        metal_features = {"near_metal": float(near_metal[index]), "metal_ml": 0.0}
+        metal_features["off_metal_ml"] = 0.0
         if near_metal[index]:
-            metal_features["off_metal_ml"] = _off_metal_ml(volume, labels, index, box, metal, cal)
+            metal_ml, off_metal_ml = _metal_reach(volume, labels, index, box, metal, cal)
+            metal_features.update(metal_ml=metal_ml, off_metal_ml=off_metal_ml)
         candidate = _measure(volume, labels, index, box, cal, context)
         candidate.features.update(metal_features)
         candidate = judge(candidate, cal, volume.spacing_mm)
@@ -194,25 +196,29 @@ def _metal_halo(
     return out
 
 
-def _off_metal_ml(
+def _metal_reach(
     volume: CTVolume,
     labels: np.ndarray,
     index: int,
     box: tuple[slice, ...],
     metal: np.ndarray,
     cal: Calibration,
-) -> float:
-    """Seed-dense volume of component ``index`` beyond the rim of the metal it touches: a
-    screw's blooming stays within METAL_RIM_MM of it and its partial volume within the voxels
-    touching it (at coarse pixels, farther than METAL_RIM_MM); the cement mantle of an augmented
-    screw reaches beyond both."""
+) -> tuple[float, float]:
+    """The volume of metal within METAL_RIM_MM of component ``index`` (a screw's: about a
+    millilitre; a wire's, a clip's or a filter strut's: a tenth), and the component's seed-dense
+    volume beyond the metal's rim: a screw's blooming stays within METAL_RIM_MM of it and its
+    partial volume within the voxels touching it (at coarse pixels, farther than METAL_RIM_MM);
+    the cement mantle of an augmented screw reaches beyond both."""
     spacing = np.asarray(volume.spacing_mm, float)
     grown = grow_box(box, tuple(int(np.ceil(METAL_RIM_MM / s)) + 1 for s in spacing), volume.shape)
     dense = (labels[grown] == index) & (volume.hu[grown] >= cal.seed_hu)
     touching = ndimage.binary_dilation(metal[grown], structure=CONNECTIVITY)
     distance_mm = ndimage.distance_transform_edt(~metal[grown], sampling=spacing)
     beyond = dense & ~touching & (distance_mm > METAL_RIM_MM)
-    return float(np.count_nonzero(beyond)) * volume.voxel_volume_ml
+    voxel_ml = volume.voxel_volume_ml
+    return float(np.count_nonzero(metal[grown])) * voxel_ml, float(
+        np.count_nonzero(beyond)
+    ) * voxel_ml
 
 
 def _touching(labels: np.ndarray, region: np.ndarray, count: int) -> np.ndarray:
@@ -359,14 +365,9 @@ def _measure(
     )
     p90_hu = float(np.percentile(values, 90))
     lumen_hu, lumen_homogeneity, in_pool = 0.0, 0.0, 0.0
-    if (
-        cal.blood_hu is not None
-        and len(values) * voxel_ml <= LUMEN_MAX_ML
-        and p90_hu >= cal.seed_hu
-        and len(context.pool_values) > 0
-    ):
+    if cal.blood_hu is not None and len(context.pool_values) > 0:
         in_pool = float(context.lookup(context.pool, ijk).mean())
-        if in_pool > 0.0:
+        if in_pool > 0.0 and len(values) * voxel_ml <= LUMEN_MAX_ML and p90_hu >= cal.seed_hu:
             lumen_hu, lumen_homogeneity = _lumen_context(hu_big, mask_big, spacing)
     features = {
         "voxels": float(len(values)),

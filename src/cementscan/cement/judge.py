@@ -42,11 +42,14 @@ LOOSE_MAX_SEED_ML = 1.0
 # Beside metal, what survives the metal's halo is its partial volume and streaks unless it has a
 # thick core of its own (cement around a cement-augmented screw).
 NEAR_METAL_CORE_ML = 0.05
-# A mantle is thin around the screw and has no thick core either, but it reaches beyond the
-# metal's rim (candidates.py METAL_RIM_MM) and lies in bone; the halo of metal in a vessel (an
-# IVC filter) lies in blood and soft tissue. With anatomy, only mantles inside a vertebral body
-# are kept (lookalikes.py).
+# A mantle is thin around the screw and has no thick core either, but it surrounds a screw (a
+# pedicle screw is 1-2 ml of titanium; sternal wires, clips and filter struts near a focus are
+# < 0.2 ml), it reaches beyond the metal's rim (candidates.py METAL_RIM_MM) and it lies in
+# bone. The halo of metal in a vessel lies in blood: soft tissue around an IVC filter, an
+# opacified pool around a stent graft (enhanced blood reads in bone's range). With anatomy,
+# only mantles inside a vertebral body are kept (lookalikes.py).
 NEAR_METAL_OFF_ML = 0.05
+SCREW_MIN_ML = 0.3  # metal within reach of the mantle (candidates.py _metal_reach)
 # In lung: calcified granulomas and nodes are calcium, no denser than cortex; cement (PMMA with
 # BaSO4/ZrO2) can be. Below cortex density (partial volume at thick slices) only a linear focus
 # along a vessel is taken: "linear or branching... the most suggestive" (clinical-evidence.md §2.2).
@@ -114,8 +117,10 @@ def judge(
     over_cortex = float(np.clip((dense_p90 - cal.seed_hu) / max(cal.seed_hu, 1.0), 0.0, 1.0))
     if f.get("near_metal", 0.0) and f["core_ml"] < NEAR_METAL_CORE_ML:
         if (
-            f.get("off_metal_ml", 0.0) >= NEAR_METAL_OFF_ML
+            f.get("metal_ml", 0.0) >= SCREW_MIN_ML
+            and f.get("off_metal_ml", 0.0) >= NEAR_METAL_OFF_ML
             and f["bone_shell"] >= EXTRAOSSEOUS_BONE_SHELL
+            and f.get("in_pool", 0.0) < LUMEN_MIN_IN_POOL
         ):
             return replace(candidate, confidence=0.5 + 0.3 * over_cortex, kind="screw_mantle")
         return replace(candidate, confidence=0.0, kind="metal_halo")
