@@ -129,11 +129,16 @@ def find_components(volume: CTVolume) -> Components:
     for index, box in enumerate(boxes, start=1):
         if box is None:
             continue
-        metal_features = {"near_metal": float(near_metal[index]), "metal_ml": 0.0}
-        metal_features["off_metal_ml"] = 0.0
-        if near_metal[index]:
-            metal_ml, off_metal_ml = _metal_reach(volume, labels, index, box, metal, cal)
-            metal_features.update(metal_ml=metal_ml, off_metal_ml=off_metal_ml)
+        metal_ml, off_metal_ml = (
+            _metal_reach(volume, labels, index, box, metal, cal)
+            if near_metal[index]
+            else (0.0, 0.0)
+        )
+        metal_features = {
+            "near_metal": float(near_metal[index]),
+            "metal_ml": metal_ml,
+            "off_metal_ml": off_metal_ml,
+        }
         candidate = _measure(volume, labels, index, box, cal, context)
         candidate.features.update(metal_features)
         candidate = judge(candidate, cal, volume.spacing_mm)
@@ -215,10 +220,8 @@ def _metal_reach(
     touching = ndimage.binary_dilation(metal[grown], structure=CONNECTIVITY)
     distance_mm = ndimage.distance_transform_edt(~metal[grown], sampling=spacing)
     beyond = dense & ~touching & (distance_mm > METAL_RIM_MM)
-    voxel_ml = volume.voxel_volume_ml
-    return float(np.count_nonzero(metal[grown])) * voxel_ml, float(
-        np.count_nonzero(beyond)
-    ) * voxel_ml
+    metal_ml = float(np.count_nonzero(metal[grown])) * volume.voxel_volume_ml
+    return metal_ml, float(np.count_nonzero(beyond)) * volume.voxel_volume_ml
 
 
 def _touching(labels: np.ndarray, region: np.ndarray, count: int) -> np.ndarray:
