@@ -1,8 +1,21 @@
-"""Judge inputs for unit tests: a Candidate with the features the cement stage measures."""
+"""Judge inputs for unit tests: a Candidate with the features the cement stage measures, and a
+native scan's calibration."""
 
 from __future__ import annotations
 
+from cementscan.cement.calibration import Calibration
 from cementscan.cement.candidates import Candidate
+
+# An unenhanced scan's calibration (a native phantom's cortex and lung vessels).
+NATIVE = Calibration(
+    cortex_hu=800.0,
+    seed_hu=1100.0,
+    grow_hu=840.0,
+    lung_vessel_hu=135.0,
+    lung_seed_hu=385.0,
+    lung_grow_hu=272.0,
+    soft_seed_hu=600.0,
+)
 
 
 def candidate_features(**values: float) -> dict[str, float]:

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_cement import judged_candidate
+from helpers_cement import NATIVE, judged_candidate
 
 from cementscan.anatomy import compute_anatomy
 from cementscan.cement import Candidates, find_cement
-from cementscan.cement.calibration import Calibration
 from cementscan.cement.judge import judge
 from cementscan.classify.classifier import classify_candidates
 from cementscan.findings.model import Finding
@@ -223,17 +222,6 @@ def test_negative_phantom_at_coarse_pixels_has_no_cement() -> None:
     series = make_phantom(spec).series[0]
     result = find_cement(series.ct, compute_anatomy(series.ct))
     assert [(c.kind, [round(v) for v in c.centroid_lps_mm]) for c in result.candidates] == []
-
-
-NATIVE = Calibration(
-    cortex_hu=800.0,
-    seed_hu=1100.0,
-    grow_hu=840.0,
-    lung_vessel_hu=135.0,
-    lung_seed_hu=385.0,
-    lung_grow_hu=272.0,
-    soft_seed_hu=600.0,
-)
 
 
 @pytest.mark.parametrize(("air_shell", "cement"), [(0.77, True), (0.45, False)])

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers_cement import judged_candidate
+from helpers_cement import NATIVE, judged_candidate
 from scipy import ndimage
 
 from cementscan.cement import find_cement
-from cementscan.cement.calibration import Calibration
 from cementscan.cement.judge import judge
 from cementscan.io.volume import CTVolume, SourceInfo
 
@@ -81,17 +80,6 @@ def test_screw_without_cement_gives_nothing() -> None:
     assert result.candidates == ()
 
 
-CAL = Calibration(
-    cortex_hu=860.0,
-    seed_hu=1120.0,
-    grow_hu=900.0,
-    lung_vessel_hu=140.0,
-    lung_seed_hu=390.0,
-    lung_grow_hu=280.0,
-    soft_seed_hu=600.0,
-)
-
-
 @pytest.mark.parametrize(
     ("metal_ml", "off_metal_ml", "bone_shell", "cement"),
     [
@@ -118,6 +106,6 @@ def test_mantle_surrounds_a_screw_reaches_beyond_its_rim_and_lies_in_bone(
         width_mm=16.0,
         elongation=1.3,
     )
-    judged = judge(halo, CAL, (2.0, 2.0, 1.0))
+    judged = judge(halo, NATIVE, (2.0, 2.0, 1.0))
     assert (judged.kind == "screw_mantle") is cement
     assert (judged.confidence > 0.0) is cement
