@@ -203,3 +203,22 @@ def test_imported_anatomy_names_disc_and_epidural_leaks(shared_data: Path, tmp_p
         assert np.linalg.norm(np.asarray(nearest.centroid_lps_mm) - truth_lps) < 10.0
         assert nearest.category == obj.category
         assert nearest.side == obj.side
+
+
+def test_a_fill_against_a_tight_imported_body_mask_makes_no_leak(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """TotalSegmentator's body mask ends at the cortex; the scanner blurs a fill that reaches
+    the cortex a voxel or two beyond it (there ~900 HU in soft tissue). That rim is the fill,
+    not a paravertebral leak (the validation set's T12 case once reported it as one)."""
+    spec = {
+        "seed": 301,
+        "objects": [{"type": "intravertebral", "level": "T12", "volume_ml": 4, "hu": 2000,
+                     "fill": "bipedicular"}],
+    }  # fmt: skip
+    folder = shared_data / "upper-abdomen-dicom-j2k"
+    inserted = insert_cement(folder / "dicom", InsertSpec.from_dict(spec))
+    write_insert(inserted, tmp_path)
+    options = AnalysisOptions(anatomy=str(folder / "labels.nii.gz"))
+    findings = analyze([tmp_path / "ct.nii.gz"], options).document.findings
+    assert [(f.category, f.level) for f in findings] == [("intravertebral", "T12")]

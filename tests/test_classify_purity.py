@@ -12,6 +12,7 @@ from helpers_classify import match_objects, truth_anatomy, truth_candidates
 
 from cementscan.anatomy.model import Anatomy
 from cementscan.classify import classify_candidates
+from cementscan.classify.fill import in_fill_rim
 from cementscan.findings.model import Finding
 from cementscan.synth import PhantomSpec, make_phantom
 from cementscan.synth.phantom import Phantom
@@ -81,3 +82,15 @@ def test_the_untouched_truth_anatomy_still_splits_the_disc_leak(phantom: Phantom
     for obj in phantom.objects:
         assert by_id[matched[obj.id][0]].category == obj.category, obj
     assert sum(f.category in LEAKS for f in findings) == len(_objects(phantom, "disc"))
+
+
+def test_a_fills_blurred_rim_is_told_from_a_leak() -> None:
+    """On 1 mm voxels: two voxel layers beyond a 2000 HU fill at ~900 HU are its blur; a piece
+    reaching 4 mm beyond it, or as dense as the fill, is cement that left it."""
+    grid = np.stack(np.meshgrid(*[np.arange(10.0)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    fill_hu = np.full(len(grid), 2000.0)
+    rim = grid[grid[:, 0] < 2] + [10.0, 0.0, 0.0]
+    assert in_fill_rim(rim, np.full(len(rim), 900.0), grid, fill_hu)
+    assert not in_fill_rim(rim, np.full(len(rim), 2000.0), grid, fill_hu)
+    leak = grid[grid[:, 0] < 4] + [10.0, 0.0, 0.0]
+    assert not in_fill_rim(leak, np.full(len(leak), 900.0), grid, fill_hu)

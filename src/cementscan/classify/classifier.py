@@ -28,7 +28,7 @@ from cementscan.classify.compartments import (
     compartments_for,
     voxel_codes,
 )
-from cementscan.classify.fill import RingProbe, in_fill_bone
+from cementscan.classify.fill import RingProbe, in_fill_bone, in_fill_rim
 from cementscan.classify.placement import (
     Midline,
     bone_midline,
@@ -464,8 +464,9 @@ def _absorber(
       disc leak is the route of that leak;
     - fill beyond a misplaced mask: a disc piece between the fills of both its bodies, a fill
       touching another body's fill (cement does not cross a disc without leaving a disc piece),
-      and a disc or paravertebral piece of a fill whose in-plane surroundings are the fill's
-      bone (fill.py: beyond the endplate or cortex they are disc or soft tissue) are that fill;
+      a disc or paravertebral piece of a fill that is only the fill's blurred rim, and one whose
+      in-plane surroundings are the fill's bone (fill.py: beyond the endplate or cortex they
+      are disc or soft tissue) are that fill;
     - a disc leak's foot: a small "fill" (below INTRAVERTEBRAL_MIN_PIECE_ML) in a candidate
       with no real fill, touching a larger leak, is that leak crossing a body mask's edge.
     """
@@ -562,6 +563,9 @@ def _misplaced_mask_target(
     if piece.category not in SPLIT_LEAK_CATEGORIES or not fills:
         return None
     if piece.category == "disc" and len({pieces[m].mask_name for m in fills}) >= 2:
+        return fills[0]
+    fill = pieces[fills[0]]
+    if in_fill_rim(piece.lps_mm, piece.hu, fill.lps_mm, fill.hu):
         return fills[0]
     verdict = in_bone(n, fills[0])
     if verdict:

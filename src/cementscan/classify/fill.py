@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from cementscan.boxes import grow_box
 from cementscan.io.volume import CTVolume
@@ -21,6 +22,9 @@ from cementscan.io.volume import CTVolume
 # The ring: in-plane, beyond cement's partial-volume rim (the scanner's blur, 1-3 mm) and within
 # a few millimetres of the cement, where the tissue it sits in lies.
 RING_INNER_MM = 2.0
+# A piece no deeper than this beyond the fill, and nowhere as dense as the fill, is the fill's
+# own blur where the scanner spreads it past a body mask's edge: a leak protrudes further.
+FILL_RIM_MM = 2.0
 RING_OUTER_MM = 6.0
 # The fill's ring must read as bone (cancellous bone +150..+400 HU with its cortex; disc and
 # muscle 40-100 HU, clinical-evidence.md §4) for the CT to tell the two apart.
@@ -61,6 +65,17 @@ class RingProbe:
         if values.size < MIN_RING_VOXELS:
             return None
         return float(np.median(values))
+
+
+def in_fill_rim(
+    piece_lps_mm: np.ndarray, piece_hu: np.ndarray, fill_lps_mm: np.ndarray, fill_hu: np.ndarray
+) -> bool:
+    """Whether a piece touching a fill is only that fill's partial-volume rim (FILL_RIM_MM)."""
+    if float(piece_hu.max()) >= float(np.median(fill_hu)):
+        return False
+    # A small tolerance: voxel centres two pixels of 0.98 mm away are "within 2 mm".
+    depth_mm, _ = cKDTree(fill_lps_mm).query(piece_lps_mm, distance_upper_bound=FILL_RIM_MM + 0.1)
+    return bool(np.isfinite(depth_mm).all())
 
 
 def in_fill_bone(piece_hu: float | None, fill_hu: float | None) -> bool | None:
