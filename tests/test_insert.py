@@ -220,7 +220,9 @@ def test_noise_in_the_cement_is_the_scans(abd: Case) -> None:
     mean = ndimage.uniform_filter(hu, size=(3, 3, 1))
     sq = ndimage.uniform_filter(hu * hu, size=(3, 3, 1))
     sd_scan = float(np.median(np.sqrt(np.maximum(sq - mean * mean, 0))[muscle]) * 1.06)
-    sd_cement = float(np.std(inside))
+    # Robust SD: a one-voxel erosion still keeps a few partial-volume voxels where the fill
+    # narrows (the tract toward a leak), and those are not noise.
+    sd_cement = float(1.4826 * np.median(np.abs(inside - np.median(inside))))
     assert 0.5 * sd_scan <= sd_cement <= 2.0 * sd_scan, (sd_scan, sd_cement)
 
 

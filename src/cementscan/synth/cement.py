@@ -61,6 +61,17 @@ def fit_volume(
     return make(0.5 * (lo + hi))
 
 
+def leave_body(leak: Shape, fill: TruthObject, body: Shape) -> Shape:
+    """The part of ``leak`` outside ``body``; the part inside joins ``fill`` (re-measured).
+
+    A tract drawn from the fill's centre crosses the body's bone before it leaves: cement inside a
+    vertebral body is intravertebral (DESIGN.md §4), so the leak's truth starts at the cortex.
+    """
+    fill.shape = Union((fill.shape, Intersect((leak, body))))
+    fill.measure()
+    return Subtract(leak, (body,))
+
+
 def blob(
     center: np.ndarray, radii: np.ndarray, rng: np.random.Generator, n: int = 5
 ) -> Callable[[float], Shape]:
@@ -152,8 +163,7 @@ class CementBuilder:
             main = fit_volume(lambda s: Intersect((make(s), region)), volume)
             bridge = Tube(np.array([c0, center]), np.array([1.6, 1.6]))
             shape: Shape = Subtract(Union((main, bridge)), (src.shape,))
-            if cat == "paravertebral_soft_tissue":
-                shape = Subtract(shape, (v.body(1.3),))
+            shape = leave_body(shape, src, v.body(1.3))
             self._new(category=cat, shape_kind="amorphous", shape=shape, hu=hu, side="",
                       level=leak.level, yeom_type=YEOM[cat], connected_to=src.id)  # fmt: skip
             return
@@ -175,7 +185,9 @@ class CementBuilder:
             pts = trim_path(pts, leak.length_mm)
         tube = Tube(pts, np.full(len(pts), 2.0))
         holes: tuple[Shape, ...] = (src.shape,) if lumen is None else (src.shape, lumen)
-        vein = self._new(category="paravertebral_vein", shape_kind="linear", shape=Subtract(tube, holes),
+        outside = leave_body(Subtract(tube, holes), src, v.body(1.3))
+        holes = (*holes, v.body(1.3))
+        vein = self._new(category="paravertebral_vein", shape_kind="linear", shape=outside,
                          hu=hu, side="", level=leak.level, yeom_type="S", connected_to=src.id)  # fmt: skip
         vein.length_mm = length_outside_mm(pts, holes)
         if reaches_ivc:

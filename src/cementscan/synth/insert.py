@@ -43,6 +43,7 @@ from cementscan.synth.cement import (
     YEOM,
     blob,
     fit_volume,
+    leave_body,
     length_outside_mm,
     trim_path,
     tube_gap_mm,
@@ -672,6 +673,7 @@ class Builder:
             main = fit_volume(lambda s: Intersect((make(s), region)), volume)
             bridge = Tube(np.array([c0, target]), np.array([1.6, 1.6]))
             shape: Shape = Subtract(Union((main, bridge)), (src.shape,))
+            shape = leave_body(shape, src, MaskShape(body))
             if cat == "paravertebral_soft_tissue":
                 shape = Subtract(shape, (MaskShape(body, margin_mm=-1.3),))
             obj = self._new(category=cat, shape_kind="amorphous", shape=shape, hu=hu, side="",
@@ -788,8 +790,11 @@ class Builder:
             )
         tube = Tube(pts, np.full(len(pts), MIDLINE_VEIN_RADIUS_MM))
         holes: tuple[Shape, ...] = (src.shape,) if lumen is None else (src.shape, lumen)
+        inside = MaskShape(body)
+        outside = leave_body(Subtract(tube, holes), src, inside)
+        holes = (*holes, inside)
         vein = self._new(category="paravertebral_vein", shape_kind="linear",
-                         shape=Subtract(tube, holes), hu=hu, side="", level=o.level,
+                         shape=outside, hu=hu, side="", level=o.level,
                          yeom_type="S", connected_to=src.id)  # fmt: skip
         vein.length_mm = length_outside_mm(pts, holes)
         if lumen is not None:
