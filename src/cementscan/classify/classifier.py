@@ -98,6 +98,7 @@ SPLIT_LEAK_CATEGORIES = ("disc", "paravertebral_soft_tissue", "paravertebral_vei
 CAST_MIN_PIECE_ML = 0.05
 # Less than a cast can be: CAST_MIN_LENGTH_MM of a 3 mm vein (the azygos' smallest) holds 0.1 ml.
 VEIN_TIP_MAX_ML = 0.1
+VENOUS = ("paravertebral_vein", *CAST_CATEGORIES)
 PULMONARY_NEIGHBOURS = ("pulmonary_artery", "right_heart", "other")
 # A main pulmonary artery runs from the trunk to its hilum mostly in the axial plane (the left
 # one arching down over its bronchus): its cement's craniocaudal extent is below this share of
@@ -451,6 +452,8 @@ def _absorber(
       same cast, unless it also touches a fill (the vein between them is a leak of its own);
     - a body's core: cement touching a body's fill near the body's axis is that fill
       (_in_body_core: a coarse body mask smaller than the body);
+    - a vein across a disc mask: a "disc" piece touching only venous cement (disc cement
+      enters through an endplate break from a body, clinical-evidence.md §1.1);
     - a vein's tip: a "cast" shorter and smaller than any cast (VEIN_TIP_MAX_ML) touching only
       a paravertebral vein is that vein reaching into a coarse vein mask;
     - a vertebral-body sliver: less cement than any augmentation leaves in a body (a tract
@@ -481,11 +484,11 @@ def _absorber(
     # is a leak of its own, connected to both, however close to the cast it runs.
     route = any(cats[m] == "intravertebral" for m in neighbours)
     if piece.code == UNASSIGNED and casts and not route:
-        for m in casts:  # a sleeve, whatever else it touches
-            if _runs_along(piece, pieces[m]):
+        length_mm, _ = _extents_mm(piece.lps_mm, _voxel_mm(ctx.volume))
+        for m in casts:  # a sleeve or the cast's continuation, whatever else it touches
+            if _runs_along(piece, pieces[m], length_mm):
                 return m
         if len(neighbours) == 1:  # a bulge, unless it runs away from the cast as a tube
-            length_mm, _ = _extents_mm(piece.lps_mm, _voxel_mm(ctx.volume))
             linear = shape_name(length_mm, volume_ml) == "linear"
             return None if linear and length_mm >= BRANCH_MIN_LENGTH_MM else casts[0]
     if piece.code in (UNASSIGNED, BONE) and piece.category != "epidural":
@@ -511,6 +514,8 @@ def _absorber(
         and _extents_mm(piece.lps_mm, _voxel_mm(ctx.volume))[0] < CAST_MIN_LENGTH_MM
     ):
         return neighbours[0]  # a segmental vein's tip in a vein mask's edge: no cast is that short
+    if piece.category == "disc" and all(cats[m] in VENOUS for m in neighbours):
+        return neighbours[0]  # a vein crossing a disc mask's edge: disc cement comes from a body
     if piece.category == "pulmonary_artery":
         foreign = [m for m in neighbours if cats[m] not in PULMONARY_NEIGHBOURS]
         if foreign:
@@ -586,9 +591,12 @@ def _in_body_core(piece: _Piece, body: _Piece, ctx: _Context) -> bool:
     return inplane_mm <= BODY_CORE_FRACTION * radius_mm and z_low <= centroid[2] <= z_high
 
 
-def _runs_along(piece: _Piece, cast: _Piece) -> bool:
+def _runs_along(piece: _Piece, cast: _Piece, length_mm: float) -> bool:
     """Whether every slice of ``piece`` lies within SLEEVE_MAX_OFFSET_MM (in-plane) of the
-    centre of ``cast`` at the nearest height the cast reaches (within SLEEVE_Z_REACH_MM)."""
+    centre of ``cast`` at the nearest height the cast reaches (within SLEEVE_Z_REACH_MM; at any
+    height for a piece running craniocaudally, ``length_mm`` being its length: the cast going on
+    beyond its vein mask's end, as the azygos and the IVC run)."""
+    reach_mm = np.inf if _z_extent(piece.lps_mm) >= 0.7 * length_mm else SLEEVE_Z_REACH_MM
     cast_z = np.round(cast.lps_mm[:, 2], 1)
     heights, inverse = np.unique(cast_z, return_inverse=True)
     counts = np.bincount(inverse).astype(float)
@@ -598,7 +606,7 @@ def _runs_along(piece: _Piece, cast: _Piece) -> bool:
     piece_z = np.round(piece.lps_mm[:, 2], 1)
     for z in np.unique(piece_z):
         nearest = int(np.argmin(np.abs(heights - z)))
-        if abs(heights[nearest] - z) > SLEEVE_Z_REACH_MM:
+        if abs(heights[nearest] - z) > reach_mm:
             return False
         inplane = piece.lps_mm[piece_z == z, :2].mean(axis=0)
         if float(np.hypot(*(inplane - centres[nearest]))) > SLEEVE_MAX_OFFSET_MM:
