@@ -37,6 +37,9 @@ DEFAULT_LEAK_VOLUME_ML = {
     "foraminal": 0.25,
     "paravertebral_soft_tissue": 1.0,
 }
+# A leak's truth starts this far inside the body's surface, in its cortex; deeper, the tract that
+# joins it to the fill is more of the fill (leave_body).
+CORTEX_MM = 1.3
 YEOM = {"disc": "D", "epidural": "B", "foraminal": "C", "paravertebral_soft_tissue": "C",
         "paravertebral_vein": "S", "azygos": "S"}  # fmt: skip
 
@@ -163,7 +166,7 @@ class CementBuilder:
             main = fit_volume(lambda s: Intersect((make(s), region)), volume)
             bridge = Tube(np.array([c0, center]), np.array([1.6, 1.6]))
             shape: Shape = Subtract(Union((main, bridge)), (src.shape,))
-            shape = leave_body(shape, src, v.body(1.3))
+            shape = leave_body(shape, src, v.body(CORTEX_MM))
             self._new(category=cat, shape_kind="amorphous", shape=shape, hu=hu, side="",
                       level=leak.level, yeom_type=YEOM[cat], connected_to=src.id)  # fmt: skip
             return
@@ -185,8 +188,9 @@ class CementBuilder:
             pts = trim_path(pts, leak.length_mm)
         tube = Tube(pts, np.full(len(pts), 2.0))
         holes: tuple[Shape, ...] = (src.shape,) if lumen is None else (src.shape, lumen)
-        outside = leave_body(Subtract(tube, holes), src, v.body(1.3))
-        holes = (*holes, v.body(1.3))
+        inside = v.body(CORTEX_MM)
+        outside = leave_body(Subtract(tube, holes), src, inside)
+        holes = (*holes, inside)
         vein = self._new(category="paravertebral_vein", shape_kind="linear", shape=outside,
                          hu=hu, side="", level=leak.level, yeom_type="S", connected_to=src.id)  # fmt: skip
         vein.length_mm = length_outside_mm(pts, holes)
