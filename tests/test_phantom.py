@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from cementscan.errors import InputError
 from cementscan.synth import PRESETS, Phantom, PhantomSpec, make_phantom, preset_spec, write_phantom
@@ -313,3 +314,23 @@ def test_cli_phantom(cli: Callable[..., Any], tmp_path: Path) -> None:
     assert cli("phantom", "--out", out, "--slice-mm", "7").code == 2
     helped = cli("phantom", "--out", out, "--preset", "help")
     assert helped.code == 0 and "reference-case" in helped.out
+
+
+def test_leaks_start_at_the_cortex_and_touch_their_fill(all_leaks: Phantom) -> None:
+    """Cement inside a vertebral body is intravertebral (DESIGN.md §4): a leak's truth lies
+    outside the body's interior, and its tract through the bone is the fill it comes from."""
+    series = all_leaks.series[0]
+    objects = {o.id: o for o in all_leaks.objects}
+    leaks = [
+        o
+        for o in all_leaks.objects
+        if o.connected_to and objects[o.connected_to].category == "intravertebral"
+    ]
+    assert {o.category for o in leaks} >= {"disc", "epidural", "foraminal", "paravertebral_vein"}
+    for leak in leaks:
+        fill = objects[leak.connected_to or 0]
+        body = series.anatomy_labels == _label_id(all_leaks, f"vertebral_body_{fill.level}")
+        voxels = series.truth_labels == leak.id
+        assert not (voxels & ndimage.binary_erosion(body)).any(), leak.category
+        grown = ndimage.binary_dilation(voxels, np.ones((3, 3, 3), bool))
+        assert (grown & (series.truth_labels == fill.id)).any(), leak.category
