@@ -101,6 +101,7 @@ def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> C
     bone = (coarse >= BONE_HU) & body
     cell_ml = float(np.prod(cell_mm)) / 1000.0
     pool = _blood_pool(coarse, body, cell_ml)
+    values = np.asarray(coarse[pool], dtype=np.float32)
     # On an enhanced scan the lungs' arteries read above BONE_HU and join the ribs, the spine and
     # the heart into one big component: the lung is cut only by what is not blood, so an embolus
     # inside an opacified branch stays in lung. Its vessels' density is still calibrated away
@@ -108,9 +109,8 @@ def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> C
     skeleton = _big_dense(bone, cell_ml)
     lung_core &= ~skeleton
     if lung_vessel_level_hu(coarse[lung_core]) >= OPACIFIED_VESSEL_HU:
-        skeleton = _big_dense(_not_blood(bone, lung, coarse, pool), cell_ml)
+        skeleton = _big_dense(_not_blood(bone, lung, coarse, pool, blood_level_hu(values)), cell_ml)
     lung &= ~skeleton
-    values = np.asarray(coarse[pool], dtype=np.float32)
     if pool.any():
         pool = dilate_box(pool, [max(1, int(round(POOL_WIDEN_MM / c))) for c in cell_mm])
     return Context(
@@ -135,11 +135,14 @@ def _big_dense(dense: np.ndarray, cell_ml: float) -> np.ndarray:
 
 
 def _not_blood(
-    bone: np.ndarray, lung: np.ndarray, coarse: np.ndarray, pool: np.ndarray
+    bone: np.ndarray,
+    lung: np.ndarray,
+    coarse: np.ndarray,
+    pool: np.ndarray,
+    blood_hu: float | None,
 ) -> np.ndarray:
     """``bone`` without opacified blood: the homogeneous pools (heart, central arteries) and, in
-    lung, whatever reads no denser than those pools (the arteries' branches)."""
-    blood_hu = blood_level_hu(coarse[pool])
+    lung, whatever reads no denser than those pools' level ``blood_hu`` (the arteries' branches)."""
     if blood_hu is None:
         return bone
     return bone & ~pool & ~(lung & (coarse <= BRANCH_OF_POOL * blood_hu))
