@@ -23,6 +23,8 @@ from cementscan.classify.classifier import classify_candidates
 from cementscan.findings.model import Finding
 from cementscan.io import load_volume
 from cementscan.synth import PhantomSpec, make_phantom, preset_spec
+from cementscan.synth.insert import insert_cement
+from cementscan.synth.insert_spec import InsertSpec
 from cementscan.synth.spec import LEAK_CATEGORIES
 
 REAL_VOLUMES = (
@@ -222,6 +224,29 @@ def test_negative_phantom_at_coarse_pixels_has_no_cement() -> None:
     series = make_phantom(spec).series[0]
     result = find_cement(series.ct, compute_anatomy(series.ct))
     assert [(c.kind, [round(v) for v in c.centroid_lps_mm]) for c in result.candidates] == []
+
+
+def test_fill_no_denser_than_a_dense_cortex_is_found(shared_data: Path) -> None:
+    """lumbar-crop's cortex reads ~1,060 HU (its posterior elements peak at 1,400-1,650), and a
+    fill in its osteoporotic bone (~100 HU) adds its own surface to the cortex: the seed rises to
+    ~1,500 HU. Cement of 1,300 HU (within the phantoms' 1,200-3,000) was then not found at all;
+    its thick core finds it, while the cortex' thin peaks stay out."""
+    spec = {
+        "seed": 7001,
+        "objects": [
+            {"type": "intravertebral", "level": "L3", "volume_ml": 4, "hu": 1300,
+             "fill": "bipedicular"},
+        ],
+    }  # fmt: skip
+    inserted = insert_cement(shared_data / "lumbar-crop" / "ct.nii.gz", InsertSpec.from_dict(spec))
+    truth = inserted.truth_labels > 0
+    result = find_cement(inserted.ct)
+    assert result.calibration is not None
+    assert result.calibration.seed_hu > 1400.0  # the case this is about
+    assert len(result.candidates) == 1, [(c.kind, c.centroid_lps_mm) for c in result.candidates]
+    found = result.labels > 0
+    assert np.count_nonzero(found & ~truth) == 0
+    assert np.count_nonzero(found & truth) >= 0.5 * np.count_nonzero(truth)
 
 
 @pytest.mark.parametrize(("air_shell", "cement"), [(0.77, True), (0.45, False)])

@@ -71,6 +71,14 @@ class Calibration:
     blood_hu: float | None = None  # this scan's opacified blood; None: no opacified pool seen
 
     @property
+    def core_hu(self) -> float:
+        """The level a thick core of cement must reach (CORE_RADIUS_MM in candidates.py): where
+        this scan's cortex is dense, cement can read below the seed (osteoporotic bone lets the
+        cement's own surface count as cortex, and phantom or dense cortex reads 1,000-1,150 HU),
+        but cortex is a shell and has no thick core at any level above ordinary cortex."""
+        return min(self.seed_hu, max(self.grow_hu, SEED_MIN_HU))
+
+    @property
     def opacified(self) -> bool:
         """Whether this scan's own lung vessels are opacified by iodine (an enhanced scan)."""
         return self.lung_vessel_hu >= OPACIFIED_VESSEL_HU

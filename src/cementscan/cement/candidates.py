@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,6 +36,10 @@ VESSEL_HU = -400  # pulmonary vessels (blood 30-60 HU, partial-volumed in 2-5 mm
 # 1 x 1 x 2 mm). Cortex denser than this scan's calibrated cortex, touching cement, would otherwise
 # carry the cement's component along the vertebral shell (18 mm in a real T12).
 GROW_REACH_MM = 3.0
+# Thickness: material that survives an in-plane erosion of this radius is not cortex (a shell of
+# 1-2 mm). Voxels of such a core at Calibration.core_hu also seed a component, so that cement no
+# denser than a dense cortex's peaks is still found where it is thick (a vertebral fill).
+CORE_RADIUS_MM = 1.5
 # The lumen around a dense focus: a ring beyond its partial-volume rim, within a vessel's radius.
 # Judged only for foci small enough to lie inside a lumen (emboli, spikes, fragments: < 1 ml,
 # clinical-evidence.md §2.2, §3); the measure costs a distance transform of the focus' box.
@@ -117,7 +122,7 @@ def find_components(volume: CTVolume) -> Components:
     axes = memory_axes(hu)
     inverse = tuple(int(a) for a in np.argsort(axes))
     hu_m = hu.transpose(axes)
-    mask_m = _dense_mask(hu_m, cal)
+    mask_m = _dense_mask(hu_m, cal, volume.spacing_mm, axes)
     mask_m |= _lung_mask(hu_m, cal, context, axes)
     metal_m = _metal_halo(hu_m, mask_m, volume.spacing_mm, axes)
     mask_m &= ~metal_m
@@ -162,7 +167,7 @@ def _trim_to_reach(
     sub = labels[box]
     mask = sub == index
     half_width = [max(1, int(round(GROW_REACH_MM / s))) for s in volume.spacing_mm]
-    reach = dilate_box(mask & (volume.hu[box] >= cal.seed_hu), half_width)
+    reach = dilate_box(mask & _seeds(volume.hu[box], cal, volume.spacing_mm), half_width)
     far = mask & ~reach
     if not far.any():
         return False
@@ -251,9 +256,39 @@ def _lung_sample(hu: np.ndarray, context: Context) -> np.ndarray | None:
     return np.asarray(coarse[core])
 
 
-def _dense_mask(hu: np.ndarray, cal: Calibration) -> np.ndarray:
-    """Hysteresis: voxels >= grow_hu connected to a voxel >= seed_hu."""
-    return _hysteresis(hu, cal.seed_hu, cal.grow_hu)
+def _dense_mask(
+    hu: np.ndarray,
+    cal: Calibration,
+    spacing_mm: tuple[float, float, float],
+    axes: tuple[int, ...] = (0, 1, 2),
+) -> np.ndarray:
+    """Hysteresis: voxels >= grow_hu connected to a seed (_seeds). ``hu`` is the CT's array
+    transposed by ``axes``, and so is the mask returned; ``spacing_mm`` is the CT's."""
+    return _hysteresis(hu >= cal.grow_hu, lambda box: _seeds(hu[box], cal, spacing_mm, axes))
+
+
+def _seeds(
+    hu: np.ndarray,
+    cal: Calibration,
+    spacing_mm: tuple[float, float, float],
+    axes: tuple[int, ...] = (0, 1, 2),
+) -> np.ndarray:
+    """Voxels of ``hu`` (the CT's array, or a box of it, transposed by ``axes``) at least
+    seed_hu, or in a thick core at core_hu (_core)."""
+    seeds = hu >= cal.seed_hu
+    if cal.core_hu < cal.seed_hu:
+        seeds |= _core(hu >= cal.core_hu, spacing_mm, axes)
+    return seeds
+
+
+def _core(
+    mask: np.ndarray, spacing_mm: tuple[float, float, float], axes: tuple[int, ...] = (0, 1, 2)
+) -> np.ndarray:
+    """The voxels of ``mask`` that survive an erosion of CORE_RADIUS_MM (at least one voxel) in
+    the CT's axial plane; ``mask`` is [i, j, k] (k axial) transposed by ``axes``."""
+    radius = [max(1, int(round(CORE_RADIUS_MM / s))) for s in spacing_mm[:2]]
+    structure = np.ones((2 * radius[0] + 1, 2 * radius[1] + 1, 1), bool).transpose(axes)
+    return np.asarray(ndimage.binary_erosion(mask, structure=structure))
 
 
 def _lung_mask(
@@ -274,16 +309,13 @@ def _lung_mask(
     box = tuple(box[a] for a in axes)
     sub = hu[box]
     grown = (sub >= cal.lung_grow_hu) & lung
-    out[box] = _hysteresis(sub, cal.lung_seed_hu, cal.lung_grow_hu, grown)
+    out[box] = _hysteresis(grown, lambda b: sub[b] >= cal.lung_seed_hu)
     return out
 
 
-def _hysteresis(
-    hu: np.ndarray, seed_hu: float, grow_hu: float, grown: np.ndarray | None = None
-) -> np.ndarray:
-    if grown is None:
-        grown = hu >= grow_hu
-    out = np.zeros(hu.shape, bool)
+def _hysteresis(grown: np.ndarray, seeds: Callable[[tuple[slice, ...]], np.ndarray]) -> np.ndarray:
+    """The components of ``grown`` holding a seed; ``seeds(box)`` is the seed mask in a box."""
+    out = np.zeros(grown.shape, bool)
     box = _bounding_box(grown)
     if box is None:
         return out
@@ -291,7 +323,7 @@ def _hysteresis(
     # read at the seed voxels (a seed outside ``grown`` reads the background, 0).
     labels, count = ndimage.label(grown[box], structure=CONNECTIVITY)
     seeded = np.zeros(count + 1, bool)
-    seeded[labels[hu[box] >= seed_hu]] = True
+    seeded[labels[seeds(box)]] = True
     seeded[0] = False
     out[box] = seeded[labels]
     return out
@@ -347,11 +379,8 @@ def _measure(
     low, high = lps.min(axis=0), lps.max(axis=0)
     voxel_ml = volume.voxel_volume_ml
 
-    # Thickness: seed-dense voxels that survive an in-plane erosion of ~1.5 mm (cortex does not).
     dense = mask_big & (hu_big >= cal.seed_hu)
-    rad = tuple(max(1, int(round(1.5 / s))) for s in spacing[:2])
-    structure = np.ones((2 * rad[0] + 1, 2 * rad[1] + 1, 1), bool)
-    core = ndimage.binary_erosion(dense, structure=structure)
+    core = _core(mask_big & (hu_big >= cal.core_hu), volume.spacing_mm)
     # Shell around the component: what it is embedded in.
     shell = ndimage.binary_dilation(mask_big, structure=np.ones((3, 3, 3), bool), iterations=1)
     shell &= ~mask_big
