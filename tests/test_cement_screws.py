@@ -81,25 +81,33 @@ def test_screw_without_cement_gives_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("metal_ml", "off_metal_ml", "bone_shell", "cement"),
+    ("metal_ml", "off_metal_ml", "bone_shell", "volume_ml", "seed_ml", "cement"),
     [
-        (1.10, 0.30, 0.70, True),  # 1 mm phantom: cement around two augmented L3 screws
-        (0.04, 0.56, 0.14, False),  # 1 mm phantom: an IVC filter's legs in blood
-        (1.10, 0.00, 0.70, False),  # a plain screw's partial-volume rim in bone
-        (0.16, 1.38, 0.46, False),  # mediastinum-cta-crop: sternal wires' blooming in the sternum
+        (1.10, 0.30, 0.70, 0.76, 0.98, True),  # 1 mm phantom: cement around augmented L3 screws
+        (0.04, 0.56, 0.14, 0.76, 0.98, False),  # 1 mm phantom: an IVC filter's legs in blood
+        (1.10, 0.00, 0.70, 0.76, 0.98, False),  # a plain screw's partial-volume rim in bone
+        (0.16, 1.38, 0.46, 0.76, 0.98, False),  # mediastinum-cta-crop: sternal wires' blooming
+        # 5 mm slices, 0.8 mm pixels: plain screws' blooming reaches beyond the rim, but little
+        # of it is seed-dense (an augmented screw's mantle there: 4.1 of 6.3 ml)
+        (3.84, 0.18, 0.71, 2.31, 0.25, False),
     ],
 )
 def test_mantle_surrounds_a_screw_reaches_beyond_its_rim_and_lies_in_bone(
-    metal_ml: float, off_metal_ml: float, bone_shell: float, cement: bool
+    metal_ml: float,
+    off_metal_ml: float,
+    bone_shell: float,
+    volume_ml: float,
+    seed_ml: float,
+    cement: bool,
 ) -> None:
     halo = judged_candidate(
-        0.76,
+        volume_ml,
         20.0,
         p90_hu=1263.0,
         near_metal=1.0,
         metal_ml=metal_ml,
         core_ml=0.048,
-        seed_ml=0.98,
+        seed_ml=seed_ml,
         off_metal_ml=off_metal_ml,
         bone_shell=bone_shell,
         soft_shell=1.0 - bone_shell,

@@ -50,6 +50,11 @@ NEAR_METAL_CORE_ML = 0.05
 # opacified pool around a stent graft (enhanced blood reads in bone's range). With anatomy,
 # only mantles inside a vertebral body are kept (lookalikes.py).
 NEAR_METAL_OFF_ML = 0.05
+# A mantle is cement: most of it reads at cement density (the seed). A screw's blooming fades
+# from the metal through partial volume, most of it below the seed: at 5 mm slices it reaches
+# 0.1-0.2 ml beyond METAL_RIM_MM, but seed-dense voxels are about a tenth of it (mantles at 2 mm
+# pixels: about two thirds).
+MANTLE_MIN_SEED_SHARE = 0.3
 SCREW_MIN_ML = 0.3  # metal within reach of the mantle (candidates.py _metal_reach)
 # In lung: calcified granulomas and nodes are calcium, no denser than cortex; cement (PMMA with
 # BaSO4/ZrO2) can be. Below cortex density (partial volume at thick slices) only a linear focus
@@ -120,6 +125,7 @@ def judge(
         if (
             f.get("metal_ml", 0.0) >= SCREW_MIN_ML
             and f.get("off_metal_ml", 0.0) >= NEAR_METAL_OFF_ML
+            and f["seed_ml"] >= MANTLE_MIN_SEED_SHARE * candidate.volume_ml
             and f["bone_shell"] >= EXTRAOSSEOUS_BONE_SHELL
             and f.get("in_pool", 0.0) < LUMEN_MIN_IN_POOL
         ):
