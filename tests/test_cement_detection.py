@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers_cement import NATIVE, judged_candidate
+from scipy import ndimage
 
 from cementscan.anatomy import compute_anatomy
 from cementscan.cement import Candidates, find_cement
@@ -247,6 +248,37 @@ def test_fill_no_denser_than_a_dense_cortex_is_found(shared_data: Path) -> None:
     found = result.labels > 0
     assert np.count_nonzero(found & ~truth) == 0
     assert np.count_nonzero(found & truth) >= 0.5 * np.count_nonzero(truth)
+
+
+def test_below_the_seed_only_a_core_thick_in_3d_is_cement() -> None:
+    """A lumbar crop of the negative phantom at clinical pixels (0.8 mm, 1 mm slices), with
+    pedicle screws: their metal is left out of the cortex sample (it lifted the seed to its
+    2,000 HU ceiling). A sclerotic plate of 1,200 HU across the L3 body, 2 mm thick, is wide in
+    every axial slice but thin across them: not cement. The same density 6 mm thick is."""
+    spec = preset_spec("negative", seed=0, slice_mm=1.0, pixel_mm=0.8)
+    spec.series = (type(spec.series[0])(z_from_level="L2", z_to_level="L4", description="CT"),)
+    phantom = make_phantom(spec)
+    series = phantom.series[0]
+    names = {v: k for k, v in phantom.anatomy_names.items()}
+    body = series.anatomy_labels == names["vertebral_body_L3"]
+    inner = ndimage.binary_erosion(body, structure=np.ones((5, 5, 1), bool))
+    slices = np.flatnonzero(inner.any(axis=(0, 1)))
+    k = int(slices[len(slices) // 2])
+    found = {}
+    for thickness in (2, 6):
+        plate = inner.copy()
+        plate[:, :, :k] = False
+        plate[:, :, k + thickness :] = False
+        hu = series.ct.hu.copy()
+        hu[plate] = 1200
+        result = find_cement(replace(series.ct, hu=hu))
+        assert result.calibration is not None
+        assert result.calibration.seed_hu < 1500.0  # not the ceiling: metal is no cortex
+        assert result.calibration.seed_hu > 1200.0  # the case this is about
+        found[thickness] = [
+            (c.kind, (result.labels == c.label)[plate].any()) for c in result.candidates
+        ]
+    assert found == {2: [], 6: [("blob", True)]}
 
 
 @pytest.mark.parametrize(("air_shell", "cement"), [(0.77, True), (0.45, False)])

@@ -17,6 +17,11 @@ BONE_HU = 300  # cancellous bone +300..+400 (clinical-evidence.md §4): candidat
 # cortex (cement, metal and contrast are mostly thick and their interiors are excluded). Its 95th
 # percentile is a robust "dense end of ordinary cortex" even when a few mL of cement are present.
 CORTEX_PERCENTILE = 95.0
+# Metal is no cortex: saturated voxels (a screw, a prosthesis, wires) and their blooming are left
+# out of the rim. In a small field of view around pedicle screws they would otherwise be the
+# rim's top 5 % and lift the seed to its ceiling (a lumbar crop of the negative phantom: 3,071).
+SATURATED_HU = 3070  # top of the standard scale (3,071) less rounding: clipped metal or cement
+METAL_BLOOM_MM = 3.0
 CALIBRATION_SLICES = 60  # axial slices sampled for calibration (in-plane ops only: fast)
 # Seeds must be clearly denser than this scan's cortex: cortical bone reaches +500..+1900 HU
 # (clinical-evidence.md §4), and at CT resolution the rim percentile sits below its peak, so the
@@ -85,11 +90,15 @@ class Calibration:
 
 
 def calibrate(
-    hu: np.ndarray, lung_values: np.ndarray | None = None, pool_values: np.ndarray | None = None
+    hu: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    lung_values: np.ndarray | None = None,
+    pool_values: np.ndarray | None = None,
 ) -> Calibration:
-    """Thresholds for ``hu`` (int16 [i, j, k], k axial) from a sample of its axial slices;
-    ``lung_values`` are HU sampled inside the lungs (None when the scan shows no lung),
-    ``pool_values`` HU of its homogeneous opacified blood pools (Context.pool_values)."""
+    """Thresholds for ``hu`` (int16 [i, j, k], k axial, voxels of ``spacing_mm``) from a sample
+    of its axial slices; ``lung_values`` are HU sampled inside the lungs (None when the scan
+    shows no lung), ``pool_values`` HU of its homogeneous opacified blood pools
+    (Context.pool_values)."""
     step = max(1, hu.shape[2] // CALIBRATION_SLICES)
     sample = hu[:, :, ::step]
     # In the sample's memory order (the erosion is in-plane either way; the rim's percentile
@@ -100,7 +109,13 @@ def calibrate(
     if dense.any():
         in_plane = np.ones((3, 3, 1), bool).transpose(axes)
         inner = ndimage.binary_erosion(dense, structure=in_plane)
-        rim = sample[dense & ~inner]
+        rim_mask = dense & ~inner
+        saturated = sample >= SATURATED_HU
+        if saturated.any():
+            reach = [int(np.ceil(METAL_BLOOM_MM / s)) for s in spacing_mm[:2]]
+            bloom = np.ones((2 * reach[0] + 1, 2 * reach[1] + 1, 1), bool).transpose(axes)
+            rim_mask &= ~ndimage.binary_dilation(saturated, structure=bloom)
+        rim = sample[rim_mask]
         cortex = float(np.percentile(rim, CORTEX_PERCENTILE)) if len(rim) else 800.0
     else:
         cortex = 800.0

@@ -10,14 +10,13 @@ from scipy import ndimage
 
 from cementscan.anatomy.model import Anatomy
 from cementscan.boxes import dilate_box, grow_box
-from cementscan.cement.calibration import Calibration, calibrate
+from cementscan.cement.calibration import SATURATED_HU, Calibration, calibrate
 from cementscan.cement.context import AIR_HU, Context, compute_context
 from cementscan.cement.judge import judge
 from cementscan.cement.lookalikes import remove_lookalikes
 from cementscan.io.volume import CTVolume, memory_axes
 
 CONNECTIVITY = np.ones((3, 3, 3), bool)  # 26-connectivity: thin oblique tracts stay one piece
-SATURATED_HU = 3070  # top of the standard scale (3,071) less rounding: clipped metal or cement
 STANDARD_SCALE_TOP_HU = 3071  # values above it exist only in extended-scale reconstructions
 # Metal: saturated clusters this large (a screw, a clip); isolated saturated voxels in dense cement
 # are noise. What is left beside the metal (its partial-volume rim) is judged with the metal in
@@ -36,9 +35,12 @@ VESSEL_HU = -400  # pulmonary vessels (blood 30-60 HU, partial-volumed in 2-5 mm
 # 1 x 1 x 2 mm). Cortex denser than this scan's calibrated cortex, touching cement, would otherwise
 # carry the cement's component along the vertebral shell (18 mm in a real T12).
 GROW_REACH_MM = 3.0
-# Thickness: material that survives an in-plane erosion of this radius is not cortex (a shell of
-# 1-2 mm). Voxels of such a core at Calibration.core_hu also seed a component, so that cement no
-# denser than a dense cortex's peaks is still found where it is thick (a vertebral fill).
+# Thickness: seed-dense material that survives an in-plane erosion of this radius is not cortex
+# (a shell of 1-2 mm). Below the seed, down to Calibration.core_hu, a core must be thick along the
+# slices' normal too (at least one voxel each way where the slices are thinner than twice this):
+# an endplate, seen flat in an axial slice, is as wide as the body, and degenerative sclerosis
+# makes it dense. Voxels of such a core also seed a component, so that cement no denser than a
+# dense cortex's peaks is still found where it is thick (a vertebral fill).
 CORE_RADIUS_MM = 1.5
 # The lumen around a dense focus: a ring beyond its partial-volume rim, within a vessel's radius.
 # Judged only for foci small enough to lie inside a lumen (emboli, spikes, fragments: < 1 ml,
@@ -115,7 +117,7 @@ def find_components(volume: CTVolume) -> Components:
     hu = volume.hu
     context = compute_context(hu, volume.spacing_mm)
     lung_values = _lung_sample(hu, context)
-    cal = calibrate(hu, lung_values, context.pool_values)
+    cal = calibrate(hu, volume.spacing_mm, lung_values, context.pool_values)
     # The masks are made in the CT's memory order (a loaded NIfTI is Fortran-ordered [i, j, k]):
     # mixing memory orders in one elementwise operation costs seconds at 512^2 x 300. Every step
     # up to the labelling is symmetric under the axis permutation, so the masks are the same.
@@ -277,17 +279,24 @@ def _seeds(
     seed_hu, or in a thick core at core_hu (_core)."""
     seeds = hu >= cal.seed_hu
     if cal.core_hu < cal.seed_hu:
-        seeds |= _core(hu >= cal.core_hu, spacing_mm, axes)
+        seeds |= _core(hu >= cal.core_hu, spacing_mm, axes, through_slices=True)
     return seeds
 
 
 def _core(
-    mask: np.ndarray, spacing_mm: tuple[float, float, float], axes: tuple[int, ...] = (0, 1, 2)
+    mask: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    axes: tuple[int, ...] = (0, 1, 2),
+    through_slices: bool = False,
 ) -> np.ndarray:
     """The voxels of ``mask`` that survive an erosion of CORE_RADIUS_MM (at least one voxel) in
-    the CT's axial plane; ``mask`` is [i, j, k] (k axial) transposed by ``axes``."""
+    the CT's axial plane, and with ``through_slices`` along the slices' normal too (none where a
+    slice is thicker than twice the radius); ``mask`` is [i, j, k] (k axial) transposed by
+    ``axes``."""
     radius = [max(1, int(round(CORE_RADIUS_MM / s))) for s in spacing_mm[:2]]
-    structure = np.ones((2 * radius[0] + 1, 2 * radius[1] + 1, 1), bool).transpose(axes)
+    radius_k = int(round(CORE_RADIUS_MM / spacing_mm[2])) if through_slices else 0
+    shape = (2 * radius[0] + 1, 2 * radius[1] + 1, 2 * radius_k + 1)
+    structure = np.ones(shape, bool).transpose(axes)
     return np.asarray(ndimage.binary_erosion(mask, structure=structure))
 
 
@@ -380,7 +389,10 @@ def _measure(
     voxel_ml = volume.voxel_volume_ml
 
     dense = mask_big & (hu_big >= cal.seed_hu)
-    core = _core(mask_big & (hu_big >= cal.core_hu), volume.spacing_mm)
+    core = _core(dense, volume.spacing_mm)
+    if cal.core_hu < cal.seed_hu:
+        core_dense = mask_big & (hu_big >= cal.core_hu)
+        core |= _core(core_dense, volume.spacing_mm, through_slices=True)
     # Shell around the component: what it is embedded in.
     shell = ndimage.binary_dilation(mask_big, structure=np.ones((3, 3, 3), bool), iterations=1)
     shell &= ~mask_big

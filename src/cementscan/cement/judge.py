@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 # the scale is metal. Cement may also saturate (§4 design note, UNCONFIRMED how often), which is
 # why a share, not a single voxel, is asked for.
 METAL_SATURATED_FRACTION = 0.1
-# A thick core (voxels at Calibration.core_hu surviving a 1.5 mm in-plane erosion, candidates.py
-# CORE_RADIUS_MM) is an amorphous blob of material denser than this scan's ordinary cortex:
-# cortex is a thin shell, calcifications are small.
+# A thick core (seed-dense voxels surviving a 1.5 mm in-plane erosion, or voxels at
+# Calibration.core_hu surviving it in 3D: candidates.py CORE_RADIUS_MM) is an amorphous blob of
+# material denser than this scan's ordinary cortex: cortex is a thin shell, calcifications are
+# small.
 CORE_MIN_ML = 0.03
 # Without a core, an extra-osseous piece must still be a real object, not a wire or a clip.
 LOOSE_MIN_SEED_ML = 0.1
