@@ -36,11 +36,12 @@ VESSEL_HU = -400  # pulmonary vessels (blood 30-60 HU, partial-volumed in 2-5 mm
 # carry the cement's component along the vertebral shell (18 mm in a real T12).
 GROW_REACH_MM = 3.0
 # Thickness: seed-dense material that survives an in-plane erosion of this radius is not cortex
-# (a shell of 1-2 mm). Below the seed, down to Calibration.core_hu, a core must be thick along the
-# slices' normal too (at least one voxel each way where the slices are thinner than twice this):
-# an endplate, seen flat in an axial slice, is as wide as the body, and degenerative sclerosis
-# makes it dense. Voxels of such a core also seed a component, so that cement no denser than a
-# dense cortex's peaks is still found where it is thick (a vertebral fill).
+# (a shell of 1-2 mm). Below the seed, down to Calibration.core_hu, a core must also be thick
+# across thin slices (as many whole slices each way as fit in the radius: one at 1-1.5 mm, none
+# at 2 mm and more, where partial volume across the slice thins such a plate out): an endplate,
+# seen flat in an axial slice, is as wide as the body, and degenerative sclerosis makes it dense.
+# Voxels of such a core also seed a component, so that cement no denser than a dense cortex's
+# peaks is still found where it is thick (a vertebral fill).
 CORE_RADIUS_MM = 1.5
 # The lumen around a dense focus: a ring beyond its partial-volume rim, within a vessel's radius.
 # Judged only for foci small enough to lie inside a lumen (emboli, spikes, fragments: < 1 ml,
@@ -290,11 +291,10 @@ def _core(
     through_slices: bool = False,
 ) -> np.ndarray:
     """The voxels of ``mask`` that survive an erosion of CORE_RADIUS_MM (at least one voxel) in
-    the CT's axial plane, and with ``through_slices`` along the slices' normal too (none where a
-    slice is thicker than twice the radius); ``mask`` is [i, j, k] (k axial) transposed by
-    ``axes``."""
+    the CT's axial plane, and with ``through_slices`` across the slices too (the whole slices
+    that fit in the radius); ``mask`` is [i, j, k] (k axial) transposed by ``axes``."""
     radius = [max(1, int(round(CORE_RADIUS_MM / s))) for s in spacing_mm[:2]]
-    radius_k = int(round(CORE_RADIUS_MM / spacing_mm[2])) if through_slices else 0
+    radius_k = int(CORE_RADIUS_MM // spacing_mm[2]) if through_slices else 0
     shape = (2 * radius[0] + 1, 2 * radius[1] + 1, 2 * radius_k + 1)
     structure = np.ones(shape, bool).transpose(axes)
     return np.asarray(ndimage.binary_erosion(mask, structure=structure))
