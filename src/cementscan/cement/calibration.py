@@ -110,11 +110,16 @@ def calibrate(
         in_plane = np.ones((3, 3, 1), bool).transpose(axes)
         inner = ndimage.binary_erosion(dense, structure=in_plane)
         rim_mask = dense & ~inner
-        saturated = sample >= SATURATED_HU
+        saturated = (sample >= SATURATED_HU).view(np.uint8)
         if saturated.any():
-            reach = [int(np.ceil(METAL_BLOOM_MM / s)) for s in spacing_mm[:2]]
-            bloom = np.ones((2 * reach[0] + 1, 2 * reach[1] + 1, 1), bool).transpose(axes)
-            rim_mask &= ~ndimage.binary_dilation(saturated, structure=bloom)
+            # A rectangle's dilation is two 1-D ones along the sample's in-plane axes (a 2-D
+            # structure costs seconds on 60 slices of 512^2).
+            for axis in (0, 1):
+                reach = int(np.ceil(METAL_BLOOM_MM / spacing_mm[axis]))
+                saturated = ndimage.maximum_filter1d(
+                    saturated, 2 * reach + 1, axis=axes.index(axis)
+                )
+            rim_mask &= saturated == 0
         rim = sample[rim_mask]
         cortex = float(np.percentile(rim, CORTEX_PERCENTILE)) if len(rim) else 800.0
     else:
