@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+from scipy.stats import median_abs_deviation
 
 from cementscan.anatomy.grid import WorkGrid
 from cementscan.anatomy.spine import SpineFrame, spine_frame, spine_roi_coordinates, straighten
@@ -267,8 +268,7 @@ def _narrow_structure(
 
 
 def _robust_scale(values: np.ndarray) -> float:
-    mad = float(np.median(np.abs(values - np.median(values))))
-    return max(1.4826 * mad, 1e-3)
+    return max(float(median_abs_deviation(values, scale="normal")), 1e-3)
 
 
 def _pick_discs(
