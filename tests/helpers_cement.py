@@ -32,6 +32,9 @@ def candidate_features(**values: float) -> dict[str, float]:
             "bone_shell",
             "vessel_frac",
             "in_pool",
+            "projected_hu",
+            "projected_diameter_mm",
+            "depth_mm",
         ),
         0.0,
     )

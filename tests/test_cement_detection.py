@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from cementscan.anatomy import compute_anatomy
 from cementscan.cement import Candidates, find_cement
+from cementscan.cement.candidates import projected_density
 from cementscan.cement.judge import judge
 from cementscan.classify.classifier import classify_candidates
 from cementscan.findings.model import Finding
@@ -298,6 +299,124 @@ def test_thin_lung_linear_focus_needs_lung_around_it(air_shell: float, cement: b
     )
     judged = judge(focus, NATIVE, (2.0, 2.0, 2.5))
     assert (judged.confidence > 0.0) is cement, judged.kind
+
+
+def _ball_in_lung(
+    diameter_mm: float,
+    hu: float,
+    artery_radius_mm: float,
+    artery_offset_mm: float,
+    offset_mm: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    fine_mm: float = 0.1,
+) -> np.ndarray:
+    """A ball of ``hu`` in aerated lung (-850 HU) beside or in an artery of blood (40 HU) that
+    runs across the slices ``artery_offset_mm`` from the ball's centre, the centre
+    ``offset_mm`` from a voxel's: drawn on a ``fine_mm`` grid and averaged into voxels of
+    ``spacing_mm`` (partial volume)."""
+    factor = [int(round(s / fine_mm)) for s in spacing_mm]
+    counts = [
+        int(np.ceil(extent / s)) for extent, s in zip((14.0, 14.0, 20.0), spacing_mm, strict=True)
+    ]
+    axes = [
+        (np.arange(n * f) + 0.5) * fine_mm - n * s / 2 - o
+        for n, f, s, o in zip(counts, factor, spacing_mm, offset_mm, strict=True)
+    ]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    fine = np.full(x.shape, -850.0, np.float32)
+    fine[(x - artery_offset_mm) ** 2 + y * y <= artery_radius_mm**2] = 40.0
+    fine[x * x + y * y + z * z <= (diameter_mm / 2) ** 2] = hu
+    blocks = (counts[0], factor[0], counts[1], factor[1], counts[2], factor[2])
+    return np.asarray(fine.reshape(blocks).mean(axis=(1, 3, 5)))
+
+
+def _projected_hu(hu_box: np.ndarray, spacing_mm: tuple[float, float, float]) -> float:
+    """projected_density of what a native scan grows in ``hu_box`` (its lung grow level), over
+    unenhanced blood."""
+    mask = hu_box >= NATIVE.lung_grow_hu
+    return projected_density(hu_box, mask, np.asarray(spacing_mm), 40.0)[0]
+
+
+@pytest.mark.parametrize("slice_mm", [5.0, 2.5])
+@pytest.mark.parametrize(
+    ("diameter_mm", "hu", "artery_radius_mm"),
+    [(3.2, 1300.0, 1.6), (3.2, 1800.0, 1.6), (4.0, 1800.0, 2.0), (3.2, 1300.0, 2.5)],
+)
+def test_an_embolus_smaller_than_the_slice_reads_its_density_projected(
+    slice_mm: float, diameter_mm: float, hu: float, artery_radius_mm: float
+) -> None:
+    """A nodular embolus lodged in the artery it fills keeps its excess attenuation over the
+    blood however the slices cut it: its density as a ball is its own within 15 % at every
+    offset, while its densest voxel reads far below it at 5 mm slices."""
+    spacing = (0.8, 0.8, slice_mm)
+    rng = np.random.default_rng(7)
+    peaks, densities = [], []
+    for _ in range(8):
+        offset = rng.uniform(-0.5, 0.5, 3) * np.asarray(spacing)
+        hu_box = _ball_in_lung(diameter_mm, hu, artery_radius_mm, 0.0, offset, spacing)
+        peaks.append(float(hu_box.max()))
+        densities.append(_projected_hu(hu_box, spacing))
+    assert np.allclose(densities, hu, rtol=0.15), np.round(densities)
+    if slice_mm == 5.0:
+        assert max(peaks) <= 0.8 * hu, np.round(peaks)
+
+
+@pytest.mark.parametrize("slice_mm", [5.0, 2.5, 1.0])
+@pytest.mark.parametrize(
+    ("diameter_mm", "artery_offset_mm"), [(6.4, 0.0), (3.2, 3.1), (4.0, 3.5), (6.4, 4.7)]
+)
+def test_a_calcified_granuloma_reads_no_denser_than_cortex_projected(
+    slice_mm: float, diameter_mm: float, artery_offset_mm: float
+) -> None:
+    """A calcified granuloma of 1,000 HU in aerated lung, alone or touching an artery of 1.5 mm
+    radius, reads at most 10 % denser as a ball: below the seed of a scan whose cortex is as
+    dense as it (1.3 x cortex), at every offset."""
+    spacing = (0.8, 0.8, slice_mm)
+    radius_mm = 1.5 if artery_offset_mm else 0.0
+    rng = np.random.default_rng(8)
+    densities = []
+    for _ in range(8):
+        offset = rng.uniform(-0.5, 0.5, 3) * np.asarray(spacing)
+        hu_box = _ball_in_lung(diameter_mm, 1000.0, radius_mm, artery_offset_mm, offset, spacing)
+        if (hu_box >= NATIVE.lung_grow_hu).any():
+            densities.append(_projected_hu(hu_box, spacing))
+    assert densities and max(densities) <= 1100.0, np.round(densities)
+
+
+def test_small_emboli_at_5_mm_slices_are_found_and_granulomas_are_not() -> None:
+    """Chest phantoms at 5 mm slices and 0.8 mm pixels, each with eight nodular emboli of
+    1,800 HU (3.2-5.2 mm) and calcified granulomas and nodes of up to 1,000 HU (some touching a
+    vessel): at least 17 of the 24 emboli are found (their peaks read 450-1,300 HU, below the
+    seed), and no granuloma, node or anything else is taken. Before the emboli were read as balls
+    (a fixed partial-volume gain for foci under 0.06 mL): 13 of 24."""
+    found = total = 0
+    false = []
+    for seed in (5, 6, 7):
+        spec = PhantomSpec.from_dict(
+            {
+                "seed": seed,
+                "slice_mm": 5.0,
+                "pixel_mm": 0.8,
+                "noise_hu": 15.0,
+                "series": [{"z_from_level": "apex", "z_to_level": "T12", "description": "CT"}],
+                "intravertebral": [{"level": "T8", "volume_ml": 3.0}],
+                "emboli": {"count": 8, "shape": "nodular", "zone": "diffuse", "hu": 1800.0},
+                "confounders": {"granulomas": 3, "granulomas_beside_vessels": 3, "hilar_nodes": 2},
+            }
+        )
+        phantom = make_phantom(spec)
+        series = phantom.series[0]
+        result = find_cement(series.ct)
+        emboli = [o.id for o in phantom.objects if o.category == "pulmonary_artery"]
+        hit, _ = _score(result, series.truth_labels)
+        found += len(hit & set(emboli))
+        total += len(emboli)
+        for cand in result.candidates:
+            if not series.truth_labels[result.labels == cand.label].any():
+                false.append((seed, cand.kind, [round(v) for v in cand.centroid_lps_mm]))
+    assert total == 24
+    assert found >= 17, found
+    assert false == []
 
 
 @pytest.mark.parametrize(

@@ -407,6 +407,11 @@ def _measure(
     vessel_frac, asymmetry = (
         _vessel_context(hu_big, mask_big, spacing) if in_lung >= 0.5 else (0.0, 1.0)
     )
+    projected_hu, projected_diameter_mm = (
+        projected_density(hu_big, mask_big, spacing, cal.lung_vessel_hu)
+        if in_lung >= 0.5
+        else (0.0, 0.0)
+    )
     p90_hu = float(np.percentile(values, 90))
     lumen_hu, lumen_homogeneity, in_pool = 0.0, 0.0, 0.0
     if cal.blood_hu is not None and len(context.pool_values) > 0:
@@ -431,7 +436,9 @@ def _measure(
         "fill": len(values) * voxel_ml * 1000.0 / (np.pi / 6.0 * length_mm * width_mm * third_mm),
         "vessel_frac": vessel_frac,
         "asymmetry": asymmetry,
-        "excess_ml_hu": float(np.clip(values - cal.lung_vessel_hu, 0, None).sum()) * voxel_ml,
+        "projected_hu": projected_hu,
+        "projected_diameter_mm": projected_diameter_mm,
+        "depth_mm": float(len(np.unique(ijk[:, 2]))) * float(spacing[2]),
         "in_pool": in_pool,
         "lumen_hu": lumen_hu,
         "lumen_homogeneity": lumen_homogeneity,
@@ -473,6 +480,31 @@ def _vessel_context(
     mean_distance = float(np.linalg.norm(offsets, axis=1).mean())
     asymmetry = float(np.linalg.norm(offsets.mean(axis=0))) / max(mean_distance, 1e-6)
     return fraction, asymmetry
+
+
+def projected_density(
+    hu_big: np.ndarray, mask_big: np.ndarray, spacing: np.ndarray, background_hu: float
+) -> tuple[float, float]:
+    """The density (HU) and diameter (mm) of a lung focus as a ball, from its excess attenuation
+    over ``background_hu`` (this scan's lung vessels) summed along the slice axis.
+
+    Partial volume and blur spread a focus smaller than the slice over its voxels but keep its
+    excess attenuation: the column through a ball's centre sums to (density - background) x
+    diameter, and the whole focus to (density - background) x its volume, whatever the slice
+    thickness or the ball's offset in its slices. Their ratio gives the diameter and then the
+    density. A focus that is not a ball reads less dense (a rod across the slices, a plaque seen
+    edge-on: their spread widens the estimated diameter), except one long along the slice axis,
+    which the caller rules out by its depth. Lung air mixed into the focus' voxels lowers them
+    below the background: the estimate is a lower bound."""
+    window = ndimage.binary_dilation(mask_big, structure=CONNECTIVITY)
+    excess = np.where(window, np.clip(hu_big.astype(np.float32) - background_hu, 0.0, None), 0.0)
+    column = excess.sum(axis=2) * float(spacing[2])  # HU x mm, over each in-plane position
+    peak = float(column.max())
+    if peak <= 0.0:
+        return background_hu, 0.0
+    total = float(column.sum()) * float(spacing[0] * spacing[1])  # HU x mm^3
+    diameter_mm = float(np.sqrt(6.0 * total / (np.pi * peak)))  # ball: total = peak * pi d^2 / 6
+    return background_hu + peak / diameter_mm, diameter_mm
 
 
 def _lumen_context(

@@ -83,12 +83,19 @@ LUNG_LINEAR_MIN_AIR_SHELL = 0.6
 # and it must not run along bone (a rib or costal cartilage at the apex, _along_bone).
 ENHANCED_LINEAR_OVER_IODINE = 2.0
 ENHANCED_LINEAR_MIN_AIR_SHELL = 0.3
-# Partial-volume correction for foci smaller than the slice: the smallest emboli promised
-# (DESIGN.md §7: nodular >= 3 mm) fill about FOCUS_MM of the slice; the gain is capped.
-FOCUS_MM = 3.0
-MAX_PV_GAIN = 2.0
-SMALL_FOCUS_ML = 0.06
+# A focus smaller than the slice is partial-volumed: its peak reads far below its density (a 3 mm
+# embolus of 1,300-1,800 HU reads 450-1,100 HU at 5 mm slices). Its density as a ball, from its
+# excess attenuation (candidates.py projected_density), is not: cement reads denser than this
+# scan's cortex again (the seed), calcium does not (clinical-evidence.md §4), and iodine, never
+# denser than this scan's lung vessels from which the excess is counted, stays below it. Only a
+# focus no deeper than such a ball across the slices (its diameter and a slice either side for
+# the partial volume) is read so: a column of contrast along the slice axis is not a ball. A
+# lone lung focus lies in aerated lung (air around it: emboli 0.33-0.9 on the tuning phantoms),
+# not amid vessels (vessel_frac) or soft tissue: at the hilum, the mediastinum, the chest wall
+# and the diaphragm, soft tissue and enhanced vessels continuing across the slices add to the
+# excess (real CTs: balls "denser than cortex" with 0.0-0.2 of air around them).
 LONE_FOCUS_MAX_VESSEL_FRAC = 0.4
+LONE_FOCUS_MIN_AIR_SHELL = 0.3
 # On an enhanced scan, a large dense column in soft tissue, not embedded in bone, is undiluted
 # contrast in a vein (chest-cta SVC: ~10 mL at 1,300-3,071 HU); venous cement casts arrive
 # through a vertebra's veins and are a few mL (clinical-evidence.md §2.2). Anatomy, when present,
@@ -174,19 +181,13 @@ def judge(
                     confidence=0.4 + 0.3 * float(np.clip(excess, 0, 1)),
                     kind="lung_linear_enhanced",
                 )
-        # A focus smaller than the slice is partial-volumed by about FOCUS_MM / slice: corrected,
-        # a small embolus reads as dense as cement again, a calcified granuloma (calcium, at most
-        # cortex-dense) still does not. The correction starts from this scan's own vessel level,
-        # so on an enhanced scan iodine (never denser than its vessels) stays below the seed.
-        # A focus half embedded in soft tissue is not a lone lung focus (mediastinum, wall).
-        gain = float(np.clip(spacing_mm[2] / FOCUS_MM, 1.0, MAX_PV_GAIN))
-        corrected = cal.lung_vessel_hu + (dense_p90 - cal.lung_vessel_hu) * gain
-        small = candidate.volume_ml <= SMALL_FOCUS_ML
+        # An embolus smaller than the slice: its density as a ball (see LONE_FOCUS_MAX_VESSEL_FRAC).
+        ball = f["depth_mm"] <= f["projected_diameter_mm"] + 2.0 * spacing_mm[2]
         if (
-            small
-            and gain > 1.0
-            and corrected >= cal.seed_hu
+            ball
+            and f["projected_hu"] >= cal.seed_hu
             and f["vessel_frac"] <= LONE_FOCUS_MAX_VESSEL_FRAC
+            and f["air_shell"] >= LONE_FOCUS_MIN_AIR_SHELL
         ):
             return replace(candidate, confidence=0.45, kind="lung_partial_volume")
         return replace(candidate, confidence=0.0, kind="lung_round_calcific")
