@@ -492,10 +492,13 @@ def projected_density(
     excess attenuation: the column through a ball's centre sums to (density - background) x
     diameter, and the whole focus to (density - background) x its volume, whatever the slice
     thickness or the ball's offset in its slices. Their ratio gives the diameter and then the
-    density. A focus that is not a ball reads less dense (a rod across the slices, a plaque seen
-    edge-on: their spread widens the estimated diameter), except one long along the slice axis,
-    which the caller rules out by its depth. Lung air mixed into the focus' voxels lowers them
-    below the background: the estimate is a lower bound."""
+    density. A focus that is not a ball reads less dense (a rod across the slices: its spread
+    widens the estimated diameter), except one long along the slice axis, which the caller rules
+    out by its depth. Lung air mixed into a voxel pushes it below the background and its excess
+    is lost: a ball ringed by air in its own slices reads low, one whose rim alone borders air
+    (a ball wider than the artery through it) up to 40 % high. Balls drawn with partial volume
+    (tests/test_cement_detection.py): an embolus filling its artery within 15 %, calcium beside
+    or in an artery at most 10 % high."""
     window = ndimage.binary_dilation(mask_big, structure=CONNECTIVITY)
     excess = np.where(window, np.clip(hu_big.astype(np.float32) - background_hu, 0.0, None), 0.0)
     column = excess.sum(axis=2) * float(spacing[2])  # HU x mm, over each in-plane position
