@@ -498,7 +498,7 @@ def projected_density(
     is lost: a ball ringed by air in its own slices reads low, one whose rim alone borders air
     (a ball wider than the artery through it) up to 40 % high. Balls drawn with partial volume
     (tests/test_cement_detection.py): an embolus filling its artery within 15 %, calcium beside
-    or in an artery at most 10 % high."""
+    an artery or alone at most 10 % high."""
     window = ndimage.binary_dilation(mask_big, structure=CONNECTIVITY)
     excess = np.where(window, np.clip(hu_big.astype(np.float32) - background_hu, 0.0, None), 0.0)
     column = excess.sum(axis=2) * float(spacing[2])  # HU x mm, over each in-plane position
