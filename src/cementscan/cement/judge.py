@@ -84,7 +84,10 @@ LUNG_LINEAR_MIN_AIR_SHELL = 0.6
 ENHANCED_LINEAR_OVER_IODINE = 2.0
 ENHANCED_LINEAR_MIN_AIR_SHELL = 0.3
 # A focus smaller than the slice is partial-volumed: its peak reads far below its density (a 3 mm
-# embolus of 1,300-1,800 HU reads 450-1,100 HU at 5 mm slices). Its density as a ball, from its
+# embolus of 1,300-1,800 HU reads 450-1,100 HU at 5 mm slices). That happens where the voxel is at
+# least half as large as the smallest embolus promised (DESIGN.md §7: nodular >= FOCUS_MM) and the
+# focus is less than twice the voxel's size: otherwise some voxel lies wholly inside it and its
+# peak is its density (1 mm slices of 0.8 mm pixels). Its density as a ball, from its
 # excess attenuation (candidates.py projected_density), is not: cement reads denser than this
 # scan's cortex again (the seed), calcium does not (clinical-evidence.md §4), and iodine, never
 # denser than this scan's lung vessels from which the excess is counted, stays below it. Only a
@@ -94,6 +97,7 @@ ENHANCED_LINEAR_MIN_AIR_SHELL = 0.3
 # not amid vessels (vessel_frac) or soft tissue: at the hilum, the mediastinum, the chest wall
 # and the diaphragm, soft tissue and enhanced vessels continuing across the slices add to the
 # excess (real CTs: balls "denser than cortex" with 0.0-0.2 of air around them).
+FOCUS_MM = 3.0
 LONE_FOCUS_MAX_VESSEL_FRAC = 0.4
 LONE_FOCUS_MIN_AIR_SHELL = 0.3
 # On an enhanced scan, a large dense column in soft tissue, not embedded in bone, is undiluted
@@ -182,9 +186,12 @@ def judge(
                     kind="lung_linear_enhanced",
                 )
         # An embolus smaller than the slice: its density as a ball (see LONE_FOCUS_MAX_VESSEL_FRAC).
+        voxel_mm = max(spacing_mm)
+        partial_volume = voxel_mm >= FOCUS_MM / 2.0 and f["projected_diameter_mm"] < 2.0 * voxel_mm
         ball = f["depth_mm"] <= f["projected_diameter_mm"] + 2.0 * spacing_mm[2]
         if (
-            ball
+            partial_volume
+            and ball
             and f["projected_hu"] >= cal.seed_hu
             and f["vessel_frac"] <= LONE_FOCUS_MAX_VESSEL_FRAC
             and f["air_shell"] >= LONE_FOCUS_MIN_AIR_SHELL
