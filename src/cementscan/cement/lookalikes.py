@@ -61,7 +61,13 @@ ROUTE_MARGIN_IMPORTED_VESSELS = 2
 # root's valve calcification ringed by contrast) is an artery's.
 ROUTE_KINDS = ("loose", "intraluminal")
 # Cement beside metal is cement around a cement-augmented pedicle screw: inside a vertebral body.
-# Dense material beside metal anywhere else (a hip prosthesis, a plate) is the metal's halo.
+# Dense material beside metal anywhere else (a hip prosthesis, a plate, a stent graft) is the
+# metal's halo, unless it is a fill leaking out of its body past a screw: a fill's worth of it
+# inside a vertebral body (FILL_IN_BODY_ML) and more of it beyond the metal's rim (candidates.py
+# METAL_RIM_MM, off_metal_ml) than there is metal, where blooming does not reach (the all-leaks
+# preset at 2.5 mm: a 4 ml fill, its leaks and an IVC cast, 9 ml beyond the rim of 1.8 ml of
+# pedicle screws, in one component).
+FILL_IN_BODY_ML = 1.0
 AUGMENTATION_MARGIN = 2  # work voxels around the vertebral bodies
 
 
@@ -116,9 +122,7 @@ def remove_lookalikes(
         if thin and arteries.exists and arteries.inside(points) >= INSIDE_FRACTION:
             out.append(replace(cand, confidence=0.0, kind="arterial_calcification"))
             continue
-        if cand.features.get("near_metal", 0.0) and (
-            not bodies.exists or bodies.inside(points) < INSIDE_FRACTION
-        ):
+        if cand.features.get("near_metal", 0.0) and not _augmented(cand, bodies, points):
             out.append(replace(cand, confidence=0.0, kind="metal_halo"))
             continue
         if cand.kind in ROUTE_KINDS and route.exists and route.inside(points) == 0.0:
@@ -126,6 +130,19 @@ def remove_lookalikes(
             continue
         out.append(cand)
     return out
+
+
+def _augmented(cand: Candidate, bodies: _Union, points: np.ndarray) -> bool:
+    """Whether cement beside metal belongs to a treated vertebra (see FILL_IN_BODY_ML)."""
+    if not bodies.exists:
+        return False
+    inside = bodies.inside(points)
+    if inside >= INSIDE_FRACTION:
+        return True
+    f = cand.features
+    return inside * cand.volume_ml >= FILL_IN_BODY_ML and f.get("off_metal_ml", 0.0) > f.get(
+        "metal_ml", 0.0
+    )
 
 
 class _Union:
