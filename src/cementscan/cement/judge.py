@@ -185,7 +185,7 @@ def judge(
                     confidence=0.4 + 0.3 * float(np.clip(excess, 0, 1)),
                     kind="lung_linear_enhanced",
                 )
-        # An embolus smaller than the slice: its density as a ball (see LONE_FOCUS_MAX_VESSEL_FRAC).
+        # An embolus smaller than the slice: its density as a ball (see FOCUS_MM).
         voxel_mm = max(spacing_mm)
         partial_volume = voxel_mm >= FOCUS_MM / 2.0 and f["projected_diameter_mm"] < 2.0 * voxel_mm
         ball = f["depth_mm"] <= f["projected_diameter_mm"] + 2.0 * spacing_mm[2]

@@ -139,10 +139,9 @@ def _augmented(cand: Candidate, bodies: _Union, points: np.ndarray) -> bool:
     inside = bodies.inside(points)
     if inside >= INSIDE_FRACTION:
         return True
-    f = cand.features
-    return inside * cand.volume_ml >= FILL_IN_BODY_ML and f.get("off_metal_ml", 0.0) > f.get(
-        "metal_ml", 0.0
-    )
+    fill_ml = inside * cand.volume_ml
+    beyond_rim_ml = cand.features.get("off_metal_ml", 0.0)
+    return fill_ml >= FILL_IN_BODY_ML and beyond_rim_ml > cand.features.get("metal_ml", 0.0)
 
 
 class _Union:
