@@ -35,6 +35,8 @@ def candidate_features(**values: float) -> dict[str, float]:
             "projected_hu",
             "projected_diameter_mm",
             "depth_mm",
+            "at_scan_end",
+            "dense_outside_lung_ml",
         ),
         0.0,
     )

@@ -402,6 +402,14 @@ def _measure(
     bone_frac = float(np.count_nonzero((hu_shell >= 150) & (hu_shell < cal.grow_hu))) / n_shell
     soft_frac = float(np.count_nonzero((hu_shell >= -200) & (hu_shell < 150))) / n_shell
     in_lung = float(context.lookup(context.lung, ijk).mean())
+    # A rib or a costal cartilage crossing into the lung mask continues beyond it, dense; a
+    # lone focus in a lung artery is ringed by air and vessel.
+    dense_outside_lung_ml = 0.0
+    if in_lung >= 0.5:
+        shell_ijk = np.argwhere(shell) + np.array([s.start for s in big])
+        outside = ~context.lookup(context.lung, shell_ijk)
+        dense_outside = np.count_nonzero(outside & (hu_shell >= cal.lung_seed_hu))
+        dense_outside_lung_ml = float(dense_outside) * voxel_ml
     saturated = float(np.count_nonzero(values >= SATURATED_HU)) / len(values)
     streak = _streak_score(volume, ijk, spacing, context)
     vessel_frac, asymmetry = (
@@ -427,6 +435,7 @@ def _measure(
         "bone_shell": bone_frac,
         "soft_shell": soft_frac,
         "in_lung": in_lung,
+        "dense_outside_lung_ml": dense_outside_lung_ml,
         "saturated": saturated,
         "beyond_scale": float(values.max() > STANDARD_SCALE_TOP_HU),
         "streak": streak,
@@ -439,6 +448,7 @@ def _measure(
         "projected_hu": projected_hu,
         "projected_diameter_mm": projected_diameter_mm,
         "depth_mm": float(len(np.unique(ijk[:, 2]))) * float(spacing[2]),
+        "at_scan_end": float(ijk[:, 2].min() == 0 or ijk[:, 2].max() == volume.shape[2] - 1),
         "in_pool": in_pool,
         "lumen_hu": lumen_hu,
         "lumen_homogeneity": lumen_homogeneity,

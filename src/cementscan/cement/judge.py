@@ -159,9 +159,19 @@ def judge(
     if f["in_lung"] >= LUNG_FOCUS_MIN_IN_LUNG and candidate.volume_ml <= LUNG_MAX_ML:
         if dense_p90 >= cal.seed_hu:
             return replace(candidate, confidence=0.7 + 0.3 * over_cortex, kind="lung_dense")
+        # Below the seed a lung focus is read by its partial volume, as a lone focus in a lung
+        # artery, ringed by air and vessel. One that continues dense beyond the lung is the
+        # end of a rib or a costal cartilage reaching into the lung mask (the phantoms' rib
+        # necks at the posterior lung border read as dense lines there).
+        if f.get("dense_outside_lung_ml", 0.0) > 0.0:
+            return replace(candidate, confidence=0.0, kind="lung_border_bone")
+        # A line in the scan's first or last slice is cut off from its course across the
+        # slices, which tells a vessel from the first rib or the clavicle crossing a thick end
+        # slice obliquely at the apex (its shell there is half missing too).
         elongated = (
             f["elongation"] >= LUNG_LINEAR_ELONGATION
             and candidate.length_mm >= LUNG_LINEAR_MIN_LENGTH_MM
+            and not f.get("at_scan_end", 0.0)
         )
         # On an opacified scan (Calibration.opacified: its own lung vessels) iodine overlaps the
         # partial volume of cement (clinical-evidence.md §4, design note 3): a linear focus is
