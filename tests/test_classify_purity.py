@@ -11,6 +11,7 @@ import pytest
 from helpers_classify import match_objects, random_spec, truth_anatomy, truth_candidates
 
 from cementscan.anatomy.model import Anatomy
+from cementscan.cement import find_cement
 from cementscan.classify import classify_candidates
 from cementscan.classify.fill import in_fill_rim
 from cementscan.findings.model import Finding
@@ -102,8 +103,6 @@ def test_a_disc_leak_between_two_treated_levels_keeps_both_fills() -> None:
     component across both bodies. It is two fills and a disc leak, not one fill of 9 ml at L3
     (a disc piece between two fills was taken for a misplaced mask, and the L2 fill then joined
     the L3 fill: the treated levels lost L2)."""
-    from cementscan.cement import find_cement
-
     phantom = make_phantom(random_spec(135))
     series = phantom.series[0]
     candidates = find_cement(series.ct)
