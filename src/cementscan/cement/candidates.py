@@ -380,7 +380,8 @@ def _measure(
     big = grow_box(box, shell_vox, volume.shape)
     hu_big = volume.hu[big]
     mask_big = labels[big] == index
-    ijk = np.argwhere(mask_big) + np.array([s.start for s in big])
+    offset = np.array([s.start for s in big])
+    ijk = np.argwhere(mask_big) + offset
     values = hu_big[mask_big].astype(np.float32)
     lps = volume.index_to_lps(ijk)
     length_mm, diameter_mm, width_mm = _extents_mm(lps, float(spacing.min()))
@@ -406,7 +407,7 @@ def _measure(
     # lone focus in a lung artery is ringed by air and vessel.
     dense_outside_lung_ml = 0.0
     if in_lung >= 0.5:
-        shell_ijk = np.argwhere(shell) + np.array([s.start for s in big])
+        shell_ijk = np.argwhere(shell) + offset
         outside = ~context.lookup(context.lung, shell_ijk)
         dense_outside = np.count_nonzero(outside & (hu_shell >= cal.lung_seed_hu))
         dense_outside_lung_ml = float(dense_outside) * voxel_ml
