@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from cementscan.anatomy import compute_anatomy
 from cementscan.anatomy.body import body_mask
 from cementscan.anatomy.contrast import contrast_phase, dense_contrast_veins
 from cementscan.anatomy.grid import WorkGrid, make_work_grid
@@ -192,3 +193,22 @@ def test_contrast_phase_thresholds() -> None:
     hu[aorta] = 190
     assert contrast_phase(grid, masks) == "portal_venous"
     assert contrast_phase(grid, {"aorta": aorta}) == "unknown"
+
+
+def test_the_azygos_arches_into_the_svc_at_t4(shared_data: Path) -> None:
+    """chest-cta, classical anatomy: the azygos vein arches over the right main bronchus into
+    the SVC at T4. Its mask's top slice lies within the T4 label's height, and the SVC mask
+    reaches up to it (the arch was placed at the middle of the SVC's search range, at T6)."""
+    folder = shared_data / "chest-cta"
+    anatomy = compute_anatomy(load_volume(folder / "ct.nii.gz"))
+    grid = anatomy.grid
+    labels = _labels_on_grid(folder / "labels.nii.gz", grid)
+    names = json.loads((folder / "labels.json").read_text())
+    t4 = labels == next(int(key) for key, name in names.items() if name == "vertebrae_T4")
+    t4_z_mm = grid.z_mm(np.flatnonzero(t4.any(axis=(0, 1))))
+
+    def top_z_mm(name: str) -> float:
+        return float(grid.z_mm(np.flatnonzero(anatomy.masks[name].any(axis=(0, 1)))[-1]))
+
+    assert t4_z_mm.min() <= top_z_mm("azygos") <= t4_z_mm.max()
+    assert top_z_mm("svc") >= top_z_mm("azygos")

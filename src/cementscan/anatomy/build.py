@@ -88,7 +88,9 @@ def classical_anatomy(grid: WorkGrid, volume: CTVolume) -> Anatomy:
     heart = find_heart(grid, body, lungs.masks, bone=spine_bone)
     masks.update(heart)
 
-    route = find_venous_route(grid, body, canal, heart.get("heart"))
+    t4 = [v.body_centroid_lps_mm for v in levels.vertebrae if v.level == "T4"]
+    arch_slice = int(round(grid.to_index(list(t4[0]))[2])) if t4 else None
+    route = find_venous_route(grid, body, canal, heart.get("heart"), arch_slice)
     masks.update(route.masks)
     if "svc" in masks and "heart" in heart:
         # The SVC ends where it enters the right atrium: what of its prior lies in the heart is

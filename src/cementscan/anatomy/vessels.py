@@ -325,6 +325,7 @@ def find_venous_route(
     body: np.ndarray,
     canal_centerline_ijk: np.ndarray,
     heart_mask: np.ndarray | None = None,
+    arch_slice: int | None = None,
 ) -> VenousRoute:
     """Aorta, IVC, azygos and SVC from the spinal canal outward, without contrast if need be.
 
@@ -339,9 +340,12 @@ def find_venous_route(
 
     The azygos vein is rarely visible on the 2 mm grid (3-8 mm wide): its mask is a thin tube
     at the prior position right-anterolateral of the thoracic vertebral bodies, nudged onto
-    the nearest soft tissue, with a straight arch to the SVC; its note says "prior". The SVC
-    is searched right of the ascending aorta from 30 to 100 mm above the IVC's entry into the
-    atrium (or the heart mask's top part); dense contrast there is accepted as lumen.
+    the nearest soft tissue, with a straight arch to the SVC; its note says "prior". The arch
+    lies on ``arch_slice`` (the T4 body's centre, where the levels are known: the vein arches
+    over the right main bronchus at T4), else on the SVC's top slice. The SVC is searched right
+    of the ascending aorta from 30 mm above the IVC's entry into the atrium (or the heart mask's
+    top part) to 100 mm above it or the arch, whichever is higher; dense contrast there is
+    accepted as lumen.
     """
     spacing = grid.spacing_mm
     nx, ny, _ = grid.shape
@@ -479,7 +483,10 @@ def find_venous_route(
     path_s = np.zeros((0, 2), int)
     if reaches_atrium:
         low = ivc_hi + int(round(SVC_RANGE_ABOVE_IVC_MM[0] / spacing))
-        high = min(k_hi, ivc_hi + int(round(SVC_RANGE_ABOVE_IVC_MM[1] / spacing)) + 1)
+        top = ivc_hi + int(round(SVC_RANGE_ABOVE_IVC_MM[1] / spacing))
+        if arch_slice is not None:
+            top = max(top, arch_slice)
+        high = min(k_hi, top + 1)
         if high - low >= 3:
             sub = slice(low - k_lo, high - k_lo)
             prior_s = _prior_cost(crop, spacing, SVC_PRIOR_DX_MM, SVC_PRIOR_DY_MM, ks[sub])
@@ -499,17 +506,21 @@ def find_venous_route(
                 exclude=taken[:, :, sub],
             )
             masks["svc"] = place(svc_crop)
-            notes["svc"] = "image+prior: 30-100 mm above the IVC's entry into the atrium"
-            if high < ivc_hi + int(round(SVC_RANGE_ABOVE_IVC_MM[1] / spacing)) + 1:
+            notes["svc"] = "image+prior: from 30 mm above the IVC's entry into the atrium"
+            if high < top + 1:
                 notes["svc"] += ", cut by the scan's upper edge"
     if "svc" not in masks:
         notes["svc"] = "not covered: the scan does not reach above the right atrium"
 
     # --- Azygos: beside the thoracic spine from below the diaphragm to its arch over the right
-    # main bronchus into the SVC (taken at the SVC's middle third: ~T4).
+    # main bronchus into the SVC at T4 (the SVC's top slice stands in when levels are unknown:
+    # chest-cta, 100 mm above the IVC's entry is the T4-T5 disc).
     if reaches_atrium:
         low = max(k_lo, ivc_hi - int(round(AZYGOS_BELOW_ATRIUM_MM / spacing)))
-        arch = int(svc_ks[len(svc_ks) // 2]) if len(svc_ks) else k_hi - 1
+        arch = k_hi - 1
+        if len(svc_ks):
+            wanted = svc_ks[-1] if arch_slice is None else arch_slice
+            arch = int(np.clip(wanted, svc_ks[0], svc_ks[-1]))
         if arch - low >= 3:
             sub = slice(low - k_lo, arch + 1 - k_lo)
             prior_z = _prior_cost(crop, spacing, AZYGOS_PRIOR_DX_MM, AZYGOS_PRIOR_DY_MM, ks[sub])
@@ -524,7 +535,7 @@ def find_venous_route(
             if len(svc_ks):
                 # The arch: a straight tube from the last azygos point to the SVC's centre.
                 start = np.array([*path_z[-1], arch - k_lo], float)
-                end = np.array([*path_s[len(svc_ks) // 2], arch - k_lo], float)
+                end = np.array([*path_s[arch - int(svc_ks[0])], arch - k_lo], float)
                 steps = np.linspace(0.0, 1.0, 12)[:, None]
                 line = np.rint(start + (end - start) * steps).astype(int)
                 azygos_crop |= _tube(line[:, :2], line[:, 2], aorta_crop.shape, radius_z)

@@ -28,7 +28,7 @@ from cementscan.classify.compartments import (
     compartments_for,
     voxel_codes,
 )
-from cementscan.classify.fill import RingProbe, in_fill_bone, in_fill_rim
+from cementscan.classify.fill import RingHU, RingProbe, in_fill_bone, in_fill_rim
 from cementscan.classify.placement import (
     Midline,
     bone_midline,
@@ -401,7 +401,7 @@ def _absorb(
     """Join pieces that a coarse mask edge cut off their real compartment (see _absorber)."""
     alive = set(range(len(pieces)))
     probe: list[RingProbe] = []  # built on first use: most candidates are never split
-    ring_hu: dict[tuple[int, int], float | None] = {}
+    ring_hu: dict[tuple[int, int], RingHU | None] = {}
 
     def in_bone(n: int, fill: int) -> bool | None:
         if not probe:
@@ -409,7 +409,7 @@ def _absorb(
         for m in (n, fill):
             key = (m, len(pieces[m].lps_mm))
             if key not in ring_hu:
-                ring_hu[key] = probe[0].median_hu(members[m])
+                ring_hu[key] = probe[0].ring_hu(members[m])
         return in_fill_bone(
             ring_hu[(n, len(pieces[n].lps_mm))], ring_hu[(fill, len(pieces[fill].lps_mm))]
         )
@@ -447,6 +447,9 @@ def _absorber(
 ) -> int | None:
     """The piece that should absorb piece ``n``, or None. The rules:
 
+    - one compartment: a piece touching a larger piece of its own structure mask is that piece
+      (they were split only by cement between them that has since joined one of them: a cast
+      across a gap in its vein mask);
     - a cast sleeve or bulge: cement outside a coarse vein mask running alongside the cast
       (_runs_along), or touching only the cast and not running away from it as a tube, is the
       same cast, unless it also touches a fill (the vein between them is a leak of its own);
@@ -481,6 +484,10 @@ def _absorber(
     neighbours = sorted(piece.neighbours, key=lambda m: -len(pieces[m].lps_mm))
     volume_ml = len(piece.lps_mm) * ctx.volume.voxel_volume_ml
     cats = {m: pieces[m].category for m in neighbours}
+    if piece.code not in (UNASSIGNED, BONE):
+        for m in neighbours:
+            if pieces[m].code == piece.code and len(pieces[m].lps_mm) >= len(piece.lps_mm):
+                return m
     casts = [m for m in neighbours if cats[m] in CAST_CATEGORIES]
     # The vein between a fill and a cast (a segmental vein draining into the azygos or the IVC)
     # is a leak of its own, connected to both, however close to the cast it runs.
