@@ -17,6 +17,8 @@ from cementscan.cement.lookalikes import remove_lookalikes
 from cementscan.io.volume import CTVolume, memory_axes
 
 CONNECTIVITY = np.ones((3, 3, 3), bool)  # 26-connectivity: thin oblique tracts stay one piece
+IN_PLANE = np.zeros((3, 3, 3), bool)  # 4-connectivity within each axial slice
+IN_PLANE[1, :, 1] = IN_PLANE[:, 1, 1] = True
 STANDARD_SCALE_TOP_HU = 3071  # values above it exist only in extended-scale reconstructions
 # Metal: saturated clusters this large (a screw, a clip); isolated saturated voxels in dense cement
 # are noise. What is left beside the metal (its partial-volume rim) is judged with the metal in
@@ -427,6 +429,9 @@ def _measure(
         in_pool = float(context.lookup(context.pool, ijk).mean())
         if in_pool > 0.0 and len(values) * voxel_ml <= LUMEN_MAX_ML and p90_hu >= cal.seed_hu:
             lumen_hu, lumen_homogeneity = _lumen_context(hu_big, mask_big, spacing)
+    # Cortex is a shell around marrow (a ring in its slices); cement fills what it occupies.
+    filled = ndimage.binary_fill_holes(mask_big, structure=IN_PLANE)
+    hollow = 1.0 - len(values) / max(float(np.count_nonzero(filled)), 1.0)
     features = {
         "voxels": float(len(values)),
         "p90_hu": p90_hu,
@@ -444,6 +449,7 @@ def _measure(
         "elongation": length_mm / max(width_mm, float(spacing.min())),
         # Share of the principal-axes ellipsoid the component fills: wires and frames are sparse.
         "fill": len(values) * voxel_ml * 1000.0 / (np.pi / 6.0 * length_mm * width_mm * third_mm),
+        "hollow": hollow,
         "vessel_frac": vessel_frac,
         "asymmetry": asymmetry,
         "projected_hu": projected_hu,

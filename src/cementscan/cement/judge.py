@@ -41,6 +41,10 @@ SPIKE_MIN_ELONGATION = 3.0
 SPIKE_MIN_WIDTH_MM = 3.0
 # This much seed-dense material without any thick core is a shell: dense cortex (ribs, femur).
 LOOSE_MAX_SEED_ML = 1.0
+# ... unless it is solid: a cast in a narrow vein (an IVC or azygos cast 5-8 mm wide has no
+# core at 2 mm pixels) fills its cross-section, while cortex rings the marrow in its slices
+# (candidates.py "hollow": the share of its in-plane outline that is not dense).
+CAST_MAX_HOLLOW = 0.1
 # Beside metal, what survives the metal's halo is its partial volume and streaks unless it has a
 # thick core of its own (cement around a cement-augmented screw).
 NEAR_METAL_CORE_ML = 0.05
@@ -220,7 +224,7 @@ def judge(
     spike = (
         dense_p90 >= cal.seed_hu
         and SPIKE_MIN_ML <= candidate.volume_ml
-        and f["seed_ml"] <= LOOSE_MAX_SEED_ML
+        and (f["seed_ml"] <= LOOSE_MAX_SEED_ML or f["hollow"] <= CAST_MAX_HOLLOW)
         and candidate.length_mm >= SPIKE_MIN_LENGTH_MM
         and f["elongation"] >= SPIKE_MIN_ELONGATION
         and f["width_mm"] >= SPIKE_MIN_WIDTH_MM
