@@ -212,3 +212,21 @@ def test_the_azygos_arches_into_the_svc_at_t4(shared_data: Path) -> None:
 
     assert t4_z_mm.min() <= top_z_mm("azygos") <= t4_z_mm.max()
     assert top_z_mm("svc") >= top_z_mm("azygos")
+
+
+def test_cement_at_the_svc_atrium_junction_is_not_called_contrast(shared_data: Path) -> None:
+    """chest-cta's SVC holds undiluted contrast along its whole length, from the arm veins
+    above. Cement reaching the SVC comes from below: cement filling the mask's lowest 20 mm (as
+    a right-atrium nodule at the junction did in fresh detection seed 2003) does not make the
+    SVC a contrast-filled vein, which would hide the cement as contrast."""
+    case = _case(shared_data, "chest-cta")
+    svc = case.route.masks["svc"]
+    masks = {"aorta": case.route.masks["aorta"], "svc": svc}
+    assert dense_contrast_veins(case.grid, masks) == ("svc",)
+    ks = np.flatnonzero(svc.any(axis=(0, 1)))
+    hu = np.minimum(case.grid.hu, 300).astype(np.int16)  # the contrast diluted away
+    low = svc.copy()
+    low[:, :, ks[0] + int(round(20.0 / case.grid.spacing_mm)) :] = False
+    hu[low] = 1700
+    grid = WorkGrid(hu=hu, spacing_mm=case.grid.spacing_mm, origin_lps_mm=case.grid.origin_lps_mm)
+    assert dense_contrast_veins(grid, masks, phase="arterial") == ()

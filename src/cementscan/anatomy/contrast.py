@@ -27,6 +27,11 @@ DENSE_MIN_VOXELS = 8  # 64 mm3 on the 2 mm grid: more than a calcified valve or 
 # Veins where contrast injected into an arm vein arrives undiluted, or refluxes from the atrium.
 INJECTION_VEINS = ("svc", "brachiocephalic_vein_right", "brachiocephalic_vein_left", "azygos")
 IVC_REFLUX_MM = 40.0  # contrast refluxes from the right atrium into the top of the IVC
+# Undiluted contrast enters the SVC from the arm veins, at its top; cement arrives from below
+# (the azygos arch, or the right atrium beneath). The SVC counts only when the dense voxels
+# reach its upper part (chest-cta: dense along its whole length; a cement nodule at the
+# SVC-atrium junction fills only the lowest slices of a classical SVC mask).
+SVC_INFLOW_MM = 40.0
 EROSION_VOXELS = 1  # measure lumens away from their partial-volume rim
 
 
@@ -87,14 +92,23 @@ def dense_contrast_veins(
     found = [
         name
         for name in INJECTION_VEINS
-        if name in masks and masks[name].any() and _is_dense(grid, masks[name])
+        if name in masks
+        and masks[name].any()
+        and _is_dense(grid, masks[name])
+        and (name != "svc" or _is_dense(grid, _top(grid, masks[name], SVC_INFLOW_MM)))
     ]
     ivc = masks.get("ivc")
     if ivc is not None and ivc.any():
-        ks = np.flatnonzero(ivc.any(axis=(0, 1)))
-        top = ivc.copy()
-        top[:, :, : max(0, int(ks[-1]) + 1 - int(round(IVC_REFLUX_MM / grid.spacing_mm)))] = False
+        top = _top(grid, ivc, IVC_REFLUX_MM)
         dense_ivc = ivc & (grid.hu >= DENSE_CONTRAST_HU)
         if _is_dense(grid, top) and not (dense_ivc & ~top).any():
             found.append("ivc")
     return tuple(found)
+
+
+def _top(grid: WorkGrid, mask: np.ndarray, height_mm: float) -> np.ndarray:
+    """The part of ``mask`` within ``height_mm`` of its top slice."""
+    ks = np.flatnonzero(mask.any(axis=(0, 1)))
+    top = mask.copy()
+    top[:, :, : max(0, int(ks[-1]) + 1 - int(round(height_mm / grid.spacing_mm)))] = False
+    return top
