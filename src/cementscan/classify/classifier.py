@@ -28,7 +28,7 @@ from cementscan.classify.compartments import (
     compartments_for,
     voxel_codes,
 )
-from cementscan.classify.fill import RingHU, RingProbe, in_fill_bone, in_fill_rim
+from cementscan.classify.fill import RingProbe, in_fill_bone, in_fill_rim
 from cementscan.classify.placement import (
     Midline,
     bone_midline,
@@ -401,7 +401,7 @@ def _absorb(
     """Join pieces that a coarse mask edge cut off their real compartment (see _absorber)."""
     alive = set(range(len(pieces)))
     probe: list[RingProbe] = []  # built on first use: most candidates are never split
-    ring_hu: dict[tuple[int, int], RingHU | None] = {}
+    ring_hu: dict[tuple[int, int], float | None] = {}
 
     def in_bone(n: int, fill: int) -> bool | None:
         if not probe:
@@ -409,7 +409,7 @@ def _absorb(
         for m in (n, fill):
             key = (m, len(pieces[m].lps_mm))
             if key not in ring_hu:
-                ring_hu[key] = probe[0].ring_hu(members[m])
+                ring_hu[key] = probe[0].median_hu(members[m])
         return in_fill_bone(
             ring_hu[(n, len(pieces[n].lps_mm))], ring_hu[(fill, len(pieces[fill].lps_mm))]
         )

@@ -12,8 +12,6 @@ cannot tell and the anatomy's split stands.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
@@ -34,21 +32,6 @@ BONY_RING_MIN_HU = 120.0
 # A piece whose ring is at most this much darker than the fill's lies in the same bone.
 RING_MARGIN_HU = 30.0
 MIN_RING_VOXELS = 8
-# Rings are compared at their median and at this lower percentile: a piece against the body's
-# surface (a vein on the cortex) has cortex in half its ring, which lifts the median to the
-# fill's, but soft tissue in the other half, which drops the percentile. The percentile is
-# noisier than the median, hence its wider margin (tuning: a paravertebral vein on a phantom's
-# cortex 133 HU below its fill's, a fill piece beyond a real T12's body mask 46 HU below).
-RING_LOW_PERCENTILE = 25.0
-RING_LOW_MARGIN_HU = 60.0
-
-
-@dataclass(frozen=True)
-class RingHU:
-    """The ring's median and RING_LOW_PERCENTILE HU."""
-
-    median_hu: float
-    low_hu: float
 
 
 class RingProbe:
@@ -70,8 +53,8 @@ class RingProbe:
         distance = ndimage.distance_transform_edt(~cement, sampling=self.sampling)
         self.ring = (distance > RING_INNER_MM) & (distance <= RING_OUTER_MM)
 
-    def ring_hu(self, member: np.ndarray) -> RingHU | None:
-        """HU of the ring within RING_OUTER_MM (in-plane) of ``member`` (a mask on the
+    def median_hu(self, member: np.ndarray) -> float | None:
+        """Median HU of the ring within RING_OUTER_MM (in-plane) of ``member`` (a mask on the
         candidate's box); None when too few ring voxels lie there."""
         piece = np.zeros(self.ring.shape, bool)
         piece[tuple(slice(o, o + n) for o, n in zip(self.offset, member.shape, strict=True))] = (
@@ -81,8 +64,7 @@ class RingProbe:
         values = self.hu[near & self.ring]
         if values.size < MIN_RING_VOXELS:
             return None
-        median, low = np.percentile(values, [50.0, RING_LOW_PERCENTILE])
-        return RingHU(float(median), float(low))
+        return float(np.median(values))
 
 
 def in_fill_rim(
@@ -96,12 +78,9 @@ def in_fill_rim(
     return bool(np.isfinite(depth_mm).all())
 
 
-def in_fill_bone(piece_ring: RingHU | None, fill_ring: RingHU | None) -> bool | None:
+def in_fill_bone(piece_hu: float | None, fill_hu: float | None) -> bool | None:
     """Whether a piece lies in the same bone as the fill it touches (True/False), or None when
     the CT cannot tell (the fill's ring does not read as bone, or a ring is missing)."""
-    if piece_ring is None or fill_ring is None or fill_ring.median_hu < BONY_RING_MIN_HU:
+    if piece_hu is None or fill_hu is None or fill_hu < BONY_RING_MIN_HU:
         return None
-    return (
-        piece_ring.median_hu >= fill_ring.median_hu - RING_MARGIN_HU
-        and piece_ring.low_hu >= fill_ring.low_hu - RING_LOW_MARGIN_HU
-    )
+    return piece_hu >= fill_hu - RING_MARGIN_HU
