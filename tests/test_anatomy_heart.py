@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers_classify import match_objects, random_spec
 
+from cementscan.anatomy import compute_anatomy
 from cementscan.anatomy.body import body_mask
 from cementscan.anatomy.grid import labels_to_volume, make_work_grid
 from cementscan.anatomy.heart import (
@@ -20,6 +22,8 @@ from cementscan.anatomy.heart import (
     find_heart,
 )
 from cementscan.anatomy.lungs import find_lungs
+from cementscan.cement import find_cement
+from cementscan.classify import classify_candidates
 from cementscan.io import load_volume
 from cementscan.io.volume import CTVolume
 from cementscan.io.write import to_sitk
@@ -223,3 +227,20 @@ def test_contrast_hides_the_atrium_only_below_an_svc_side_vein() -> None:
     assert contrast_hidden_regions(("brachiocephalic_vein_left",), masks)[-1] == RIGHT_ATRIUM
     assert contrast_hidden_regions(("ivc",), masks) == ("ivc",)  # reflux, not an inflow jet
     assert contrast_hidden_regions(("svc",), {}) == ("svc",)  # no heart in the scan
+
+
+@pytest.mark.parametrize("seed", [155, 156])
+def test_right_atrial_cement_at_the_hearts_border_is_right_heart(seed: int) -> None:
+    # helpers_classify's seeds 155 and 156: a 16-20 mm right-atrial nodule (1,800-2,100 HU) on
+    # the heart's right border, 30 mm above the IVC's entry. Denser than any blood pool, it once
+    # cut a notch into the heart's soft-tissue mask and lay up to 8 mm outside it, where the SVC
+    # search (from 30 mm above the IVC) took it as the SVC's lumen: it was called "svc".
+    phantom = make_phantom(random_spec(seed))
+    series = phantom.series[0]
+    anatomy = compute_anatomy(series.ct)
+    [cement] = [o for o in phantom.objects if o.category == "right_heart"]
+    lps = series.ct.index_to_lps(np.argwhere(series.truth_labels == cement.id))
+    assert anatomy.mask_at("heart", lps).mean() >= 0.95
+    found, labels = classify_candidates(find_cement(series.ct, anatomy), series.ct, anatomy, 0, 1)
+    finding_id = match_objects(phantom, 0, labels)[cement.id][0]
+    assert {f.id: f for f in found}[finding_id].category == "right_heart"

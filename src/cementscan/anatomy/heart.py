@@ -313,25 +313,30 @@ def find_heart(
     )
     hu = grid.hu[box]
     region = between[box]
+    off_bone = np.ones(hu.shape, bool)
+    if bone is not None and bone[box].any():
+        margin = max(int(round(BONE_MARGIN_MM / spacing)), 1)
+        off_bone = ~ndimage.binary_dilation(bone[box], iterations=margin)
+    # Denser than any blood pool, off the spine: cement, a lead or a calcified valve in or on the
+    # heart. It takes part in the heart's shape (an opening would otherwise cut a notch around
+    # cement at the heart's border, where right-atrial cement lies, and leave it outside).
+    dense = region & (hu > MAX_HEART_HU) & off_bone
     soft = region & (hu >= SOFT_TISSUE_HU) & (hu <= MAX_HEART_HU)
     radius = CORE_RADIUS_MM / spacing
 
-    enhanced = region & (hu >= ENHANCED_BLOOD_HU) & (hu <= MAX_HEART_HU)
-    if bone is not None and bone[box].any():
-        margin = max(int(round(BONE_MARGIN_MM / spacing)), 1)
-        enhanced &= ~ndimage.binary_dilation(bone[box], iterations=margin)
+    enhanced = region & (hu >= ENHANCED_BLOOD_HU) & (hu <= MAX_HEART_HU) & off_bone
     pool = _opened_component(enhanced, radius)
     if pool.sum() and np.mean(hu[pool] >= ENHANCED_BLOOD_HU) >= MIN_ENHANCED_FRACTION:
         bright = region & (hu >= ENHANCED_HEART_HU) & (hu <= MAX_HEART_HU)
         lumen = bright
         closing = max(int(round(SEPTUM_CLOSING_MM / spacing)), 1)
-        bright = ndimage.binary_closing(bright, structure=_ball(closing)) & region
+        bright = ndimage.binary_closing(bright | dense, structure=_ball(closing)) & region
         heart = _opened_component(bright, radius)
     else:
         lumen = soft
-        heart = _opened_component(soft & ~_enclosed_by_right_lung(right[box]), radius)
+        heart = _opened_component((soft | dense) & ~_enclosed_by_right_lung(right[box]), radius)
     grow = max(int(round(EDGE_GROWTH_MM / spacing)), 1)
-    heart = ndimage.binary_dilation(heart, iterations=grow, mask=soft) | heart
+    heart = ndimage.binary_dilation(heart, iterations=grow, mask=soft | dense) | heart
     track = _track_ascending_aorta(heart, lumen, spacing)
     heart = _largest_component(heart & ~_discs(heart.shape, track, AORTIC_WALL_MM / spacing))
     # What the heart encloses is in it: cement, a lead or a calcified valve denser than
