@@ -12,7 +12,12 @@ from cementscan.anatomy.model import Anatomy
 from cementscan.boxes import dilate_box, grow_box
 from cementscan.cement.calibration import SATURATED_HU, Calibration, calibrate
 from cementscan.cement.context import AIR_HU, Context, compute_context
-from cementscan.cement.judge import judge
+from cementscan.cement.judge import (
+    SATELLITE_CONFIDENCE,
+    SATELLITE_REACH_MM,
+    judge,
+    satellite_candidate,
+)
 from cementscan.cement.lookalikes import remove_lookalikes
 from cementscan.io.volume import CTVolume, memory_axes
 
@@ -102,6 +107,13 @@ def find_cement(volume: CTVolume, anatomy: Anatomy | None = None) -> Candidates:
     labels, boxes, judged, cal = found.labels, found.boxes, found.judged, found.calibration
     if anatomy is not None:
         judged = remove_lookalikes(judged, anatomy, labels, volume, boxes, opacified=cal.opacified)
+    satellites = _satellites(judged, labels, boxes, volume, cal)
+    if satellites and anatomy is not None:
+        fresh = remove_lookalikes(
+            [judged[n] for n in satellites], anatomy, labels, volume, boxes, cal.opacified
+        )
+        for n, cand in zip(satellites, fresh, strict=True):
+            judged[n] = cand
     kept = [c for c in judged if c.confidence > 0.0]
     rejected = tuple(c for c in judged if c.confidence <= 0.0)
     final_labels = np.zeros(volume.shape, np.int32)
@@ -112,6 +124,36 @@ def find_cement(volume: CTVolume, anatomy: Anatomy | None = None) -> Candidates:
         final_labels[box][labels[box] == cand.label] = n
         final.append(replace(cand, label=n))
     return Candidates(final_labels, tuple(final), cal, rejected)
+
+
+def _satellites(
+    judged: list[Candidate],
+    labels: np.ndarray,
+    boxes: list[tuple[slice, ...] | None],
+    volume: CTVolume,
+    cal: Calibration,
+) -> list[int]:
+    """Turn the faint leak fragments near this study's thick cement (kind "blob", kept) into
+    candidates of kind "satellite" (judge.py SATELLITE_MIN_ML), in place; their indices."""
+    blobs = {c.label for c in judged if c.kind == "blob" and c.confidence > 0.0}
+    if not blobs:
+        return []
+    reach = tuple(int(np.ceil(SATELLITE_REACH_MM / s)) for s in volume.spacing_mm)
+    found = []
+    for n, cand in enumerate(judged):
+        box = boxes[cand.label - 1]
+        if box is None or not satellite_candidate(cand, cal):
+            continue
+        around = grow_box(box, reach, volume.shape)
+        near = labels[around]
+        blob = np.isin(near, list(blobs))
+        if not blob.any():
+            continue
+        distance_mm = ndimage.distance_transform_edt(~blob, sampling=volume.spacing_mm)
+        if distance_mm[near == cand.label].min() <= SATELLITE_REACH_MM:
+            judged[n] = replace(cand, confidence=SATELLITE_CONFIDENCE, kind="satellite")
+            found.append(n)
+    return found
 
 
 def find_components(volume: CTVolume) -> Components:

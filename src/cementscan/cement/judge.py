@@ -45,6 +45,19 @@ LOOSE_MAX_SEED_ML = 1.0
 # core at 2 mm pixels) fills its cross-section, while cortex rings the marrow in its slices
 # (candidates.py "hollow": the share of its in-plane outline that is not dense).
 CAST_MAX_HOLLOW = 0.1
+# A satellite: a faint fragment of a thin leak near this study's own cement. At thick slices a
+# vein or foraminal tract of low-density cement (1,200-1,500 HU, 2-4 mm wide) averages down to
+# the seed in a voxel or a few (2 mm pixels, 5 mm slices: 0.02-0.08 ml of 0.1-0.2 ml), below
+# LOOSE_MIN_SEED_ML: alone, it could be a calcification or a strut. Beside a vertebral fill it is
+# what a reader takes it for, a leak (clinical-evidence.md §1: leaks run from the treated body
+# into the disc, canal, foramina and the paravertebral veins). It must be a real object (a
+# component this large, where a thin strut or wire is a few voxels), lie in soft tissue, not on
+# bone, and read at least as dense as the seed; fragments of a segmental vein lie up to 26 mm
+# from their fill (fresh seeds, 5 mm slices). With anatomy, one off every cement route goes
+# (lookalikes.py ROUTE_KINDS).
+SATELLITE_MIN_ML = 0.1
+SATELLITE_REACH_MM = 30.0
+SATELLITE_CONFIDENCE = 0.4
 # Beside metal, what survives the metal's halo is its partial volume and streaks unless it has a
 # thick core of its own (cement around a cement-augmented screw).
 NEAR_METAL_CORE_ML = 0.05
@@ -235,6 +248,21 @@ def judge(
         # Kind "loose": with anatomy, a spike off every cement route is removed (lookalikes).
         return replace(candidate, confidence=0.5 + 0.3 * over_cortex, kind="loose")
     return replace(candidate, confidence=0.0, kind="small_dense")
+
+
+def satellite_candidate(candidate: Candidate, cal: Calibration) -> bool:
+    """Whether a component judged too small to read is a leak's faint fragment, should the
+    study's own cement lie within SATELLITE_REACH_MM of it (see SATELLITE_MIN_ML)."""
+    f = candidate.features
+    return (
+        candidate.kind == "small_dense"
+        and candidate.volume_ml >= SATELLITE_MIN_ML
+        and f["seed_ml"] < LOOSE_MIN_SEED_ML
+        and f["p90_hu"] >= cal.seed_hu
+        and f["in_lung"] < LUNG_FOCUS_MIN_IN_LUNG
+        and f["bone_shell"] < EXTRAOSSEOUS_BONE_SHELL
+        and not f.get("near_metal", 0.0)
+    )
 
 
 def enhanced_iodine_ceiling_hu(cal: Calibration) -> float:

@@ -58,8 +58,8 @@ ROUTE_MARGIN = 5  # 10 mm on the 2 mm work grid
 # Leaks beside the spine (epidural, paravertebral) keep ROUTE_MARGIN: it has no canal mask.
 ROUTE_MARGIN_IMPORTED_VESSELS = 2
 # A focus inside an opacified lumen is judged the same way: a lumen off every route (the aortic
-# root's valve calcification ringed by contrast) is an artery's.
-ROUTE_KINDS = ("loose", "intraluminal")
+# root's valve calcification ringed by contrast) is an artery's; so is a fill's satellite.
+ROUTE_KINDS = ("loose", "intraluminal", "satellite")
 # Cement beside metal is cement around a cement-augmented pedicle screw: inside a vertebral body.
 # Dense material beside metal anywhere else (a hip prosthesis, a plate, a stent graft) is the
 # metal's halo, unless it is a fill leaking out of its body past a screw: a fill's worth of it
