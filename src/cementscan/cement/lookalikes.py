@@ -58,7 +58,8 @@ ROUTE_MARGIN = 5  # 10 mm on the 2 mm work grid
 # Leaks beside the spine (epidural, paravertebral) keep ROUTE_MARGIN: it has no canal mask.
 ROUTE_MARGIN_IMPORTED_VESSELS = 2
 # A focus inside an opacified lumen is judged the same way: a lumen off every route (the aortic
-# root's valve calcification ringed by contrast) is an artery's; so is a fill's satellite.
+# root's valve calcification ringed by contrast) is an artery's. So is a fill's satellite
+# (judge.py SATELLITE_MIN_ML): leak cement lies on the routes out of its body.
 ROUTE_KINDS = ("loose", "intraluminal", "satellite")
 # Cement beside metal is cement around a cement-augmented pedicle screw: inside a vertebral body.
 # Dense material beside metal anywhere else (a hip prosthesis, a plate, a stent graft) is the
