@@ -666,3 +666,42 @@ def test_a_faint_vein_leak_beside_its_fill_is_a_satellite() -> None:
         assert [by_label[n].kind for n in on_vein if n] == ["satellite"]
         on_truth = np.unique(result.labels[series.truth_labels > 0])
         assert set(by_label) <= set(on_truth.tolist())  # no false candidate
+
+
+@pytest.mark.parametrize(
+    ("pixel_mm", "projected_hu", "vessel_frac", "asymmetry", "cement"),
+    [
+        (0.8, 1130.0, 0.06, 0.10, True),  # lodged in its artery (fresh seed 2012): 0.87 x seed
+        (0.8, 1130.0, 0.00, 1.00, False),  # as dense, alone in the parenchyma: a granuloma
+        (0.8, 1130.0, 0.29, 0.71, False),  # ... or along a vessel that runs past it
+        (0.8, 1340.0, 0.00, 0.97, False),  # above the seed, but nothing on its far side
+        (0.8, 1340.0, 0.08, 0.50, True),  # above the seed in its artery, as before
+        (2.0, 1130.0, 0.06, 0.10, False),  # 2 mm pixels do not resolve the artery: seed asked
+        (2.0, 1340.0, 0.00, 1.00, True),  # ... and do not show that it is missing
+    ],
+)
+def test_a_small_lung_focus_is_read_with_the_vessel_around_it(
+    pixel_mm: float, projected_hu: float, vessel_frac: float, asymmetry: float, cement: bool
+) -> None:
+    """A 3 mm focus on 5 mm slices (projected diameter 3.3 mm, seed 1,286 HU): where pixels
+    resolve a segmental artery, an embolus lodged in one is taken from 0.8 x the seed and a focus
+    with no vessel beyond it is no embolus; at 2 mm pixels only its projected density counts."""
+    focus = judged_candidate(
+        0.04,
+        4.0,
+        p90_hu=600.0,
+        seed_ml=0.0,
+        width_mm=3.0,
+        elongation=1.3,
+        in_lung=1.0,
+        air_shell=0.63,
+        soft_shell=0.3,
+        projected_hu=projected_hu,
+        projected_diameter_mm=3.3,
+        depth_mm=10.0,
+        vessel_frac=vessel_frac,
+        asymmetry=asymmetry,
+    )
+    cal = replace(NATIVE, seed_hu=1286.0)
+    judged = judge(focus, cal, (pixel_mm, pixel_mm, 5.0))
+    assert (judged.confidence > 0.0) is cement, judged.kind
