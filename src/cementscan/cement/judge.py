@@ -122,12 +122,11 @@ LONE_FOCUS_MIN_AIR_SHELL = 0.3
 # pulmonary arteries): an embolus is lodged in its artery, which leaves it on opposite sides
 # (candidates.py _vessel_context: asymmetry low, the artery's two cross-sections in its shell); a
 # calcified granuloma lies alone in the parenchyma or beside a vessel, on one side of it or along
-# it (a vessel running alongside takes more of the shell). Lodged in an artery, a focus is taken
-# from LODGED_DENSITY_FRACTION of the seed, as air mixed into its voxels lowers its projected
+# it (a vessel running alongside takes more of the shell). Lodged in an artery, a focus
+# is taken from LODGED_DENSITY_FRACTION of the seed: air mixed into its voxels lowers its projected
 # density (fresh seeds, 0.8 mm pixels, 5 mm slices: emboli 913-2,460 HU, calcified granulomas and
-# nodes 450-1,340 HU; the lodged emboli under the seed 1,040-1,280 HU against seeds of
-# 1,270-1,300). With nothing on its far side it is no embolus. At 2 mm pixels blur lends every
-# focus a vessel-like shell, and neither is read.
+# nodes 450-1,340 HU, the lodged ones below 1,000); with nothing on its far side it is no
+# embolus. At 2 mm pixels, blur lends every focus a vessel-like shell and neither is read.
 RESOLVED_VESSEL_PIXEL_MM = 1.0
 LODGED_VESSEL_FRAC = (0.04, 0.2)
 LODGED_MAX_ASYMMETRY = 0.75
