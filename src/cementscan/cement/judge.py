@@ -117,21 +117,6 @@ ENHANCED_LINEAR_MIN_AIR_SHELL = 0.3
 FOCUS_MM = 3.0
 LONE_FOCUS_MAX_VESSEL_FRAC = 0.4
 LONE_FOCUS_MIN_AIR_SHELL = 0.3
-# Where pixels resolve a segmental artery (clinical in-plane pixels, <= 1 mm), the vessels around a
-# lung focus tell what it is, as they tell a reader (clinical-evidence.md §2.2: emboli lie inside
-# pulmonary arteries): an embolus is lodged in its artery, which leaves it on opposite sides
-# (candidates.py _vessel_context: asymmetry low, the artery's two cross-sections in its shell); a
-# calcified granuloma lies alone in the parenchyma or beside a vessel, on one side of it or along
-# it (a vessel running alongside takes more of the shell). Lodged in an artery, a focus
-# is taken from LODGED_DENSITY_FRACTION of the seed: air mixed into its voxels lowers its projected
-# density (fresh seeds, 0.8 mm pixels, 5 mm slices: emboli 913-2,460 HU, calcified granulomas and
-# nodes 450-1,340 HU, the lodged ones below 1,000); with nothing on its far side it is no
-# embolus. At 2 mm pixels, blur lends every focus a vessel-like shell and neither is read.
-RESOLVED_VESSEL_PIXEL_MM = 1.0
-LODGED_VESSEL_FRAC = (0.04, 0.2)
-LODGED_MAX_ASYMMETRY = 0.75
-LODGED_DENSITY_FRACTION = 0.8
-LONE_FOCUS_MAX_ASYMMETRY = 0.85
 # On an enhanced scan, a large dense column in soft tissue, not embedded in bone, is undiluted
 # contrast in a vein (chest-cta SVC: ~10 mL at 1,300-3,071 HU); venous cement casts arrive
 # through a vertebra's veins and are a few mL (clinical-evidence.md §2.2). Anatomy, when present,
@@ -231,19 +216,10 @@ def judge(
         voxel_mm = max(spacing_mm)
         partial_volume = voxel_mm >= FOCUS_MM / 2.0 and f["projected_diameter_mm"] < 2.0 * voxel_mm
         ball = f["depth_mm"] <= f["projected_diameter_mm"] + 2.0 * spacing_mm[2]
-        floor_hu = cal.seed_hu
-        if max(spacing_mm[:2]) <= RESOLVED_VESSEL_PIXEL_MM:
-            if f["asymmetry"] > LONE_FOCUS_MAX_ASYMMETRY:
-                return replace(candidate, confidence=0.0, kind="lung_round_calcific")
-            if (
-                LODGED_VESSEL_FRAC[0] <= f["vessel_frac"] <= LODGED_VESSEL_FRAC[1]
-                and f["asymmetry"] <= LODGED_MAX_ASYMMETRY
-            ):
-                floor_hu = LODGED_DENSITY_FRACTION * cal.seed_hu
         if (
             partial_volume
             and ball
-            and f["projected_hu"] >= floor_hu
+            and f["projected_hu"] >= cal.seed_hu
             and f["vessel_frac"] <= LONE_FOCUS_MAX_VESSEL_FRAC
             and f["air_shell"] >= LONE_FOCUS_MIN_AIR_SHELL
         ):
