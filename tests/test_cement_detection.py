@@ -666,3 +666,43 @@ def test_a_faint_vein_leak_beside_its_fill_is_a_satellite() -> None:
         assert [by_label[n].kind for n in on_vein if n] == ["satellite"]
         on_truth = np.unique(result.labels[series.truth_labels > 0])
         assert set(by_label) <= set(on_truth.tolist())  # no false candidate
+
+
+@pytest.mark.parametrize(
+    ("pixel_mm", "projected_hu", "vessel_frac", "asymmetry", "cement"),
+    [
+        (0.8, 1180.0, 0.06, 0.10, True),  # lodged in its artery: 0.92 x the seed
+        (0.8, 1100.0, 0.07, 0.66, False),  # lodged-looking at 0.86 x (tuning seed 6's granuloma)
+        (0.8, 1180.0, 0.00, 1.00, False),  # as dense, alone in the parenchyma: a granuloma
+        (0.8, 1180.0, 0.29, 0.71, False),  # ... or beside a vessel running past it
+        (0.8, 1180.0, 0.06, 0.90, False),  # ... or with the vessel on one side only
+        (0.8, 1340.0, 0.00, 1.00, True),  # above the seed: cement whatever lies around it
+        (2.0, 1180.0, 0.06, 0.10, False),  # 2 mm pixels do not resolve the artery: seed asked
+    ],
+)
+def test_a_small_lung_focus_lodged_in_its_artery_is_read_at_clinical_pixels(
+    pixel_mm: float, projected_hu: float, vessel_frac: float, asymmetry: float, cement: bool
+) -> None:
+    """A 3 mm focus on 5 mm slices (projected diameter 3.3 mm, seed 1,286 HU): where pixels
+    resolve a segmental artery, an embolus lodged in one (the artery leaving it on opposite
+    sides) is taken from 0.9 x the seed; anything else, and any focus at 2 mm pixels, from the
+    seed."""
+    focus = judged_candidate(
+        0.04,
+        4.0,
+        p90_hu=600.0,
+        seed_ml=0.0,
+        width_mm=3.0,
+        elongation=1.3,
+        in_lung=1.0,
+        air_shell=0.63,
+        soft_shell=0.3,
+        projected_hu=projected_hu,
+        projected_diameter_mm=3.3,
+        depth_mm=10.0,
+        vessel_frac=vessel_frac,
+        asymmetry=asymmetry,
+    )
+    cal = replace(NATIVE, seed_hu=1286.0)
+    judged = judge(focus, cal, (pixel_mm, pixel_mm, 5.0))
+    assert (judged.confidence > 0.0) is cement, judged.kind

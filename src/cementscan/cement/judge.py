@@ -117,6 +117,20 @@ ENHANCED_LINEAR_MIN_AIR_SHELL = 0.3
 FOCUS_MM = 3.0
 LONE_FOCUS_MAX_VESSEL_FRAC = 0.4
 LONE_FOCUS_MIN_AIR_SHELL = 0.3
+# Where pixels resolve a segmental artery (pixels <= 1 mm in-plane, as clinical CT has them), the
+# vessel around a lung focus says more, as it does to a reader (clinical-evidence.md §2.2: emboli
+# lie inside pulmonary arteries): an embolus lodged in its artery has the artery leaving it on
+# opposite sides (candidates.py _vessel_context: low asymmetry, a modest vessel share of its
+# shell), and air mixed into its voxels lowers its projected density. Such a focus is taken from
+# LODGED_DENSITY_FRACTION of the seed. Fresh seeds, 0.8 mm pixels, 5 mm slices: lodged emboli
+# read 0.80-1.0 x the seed, lodged-looking granulomas and nodes at most 0.66 (tuning seed 6: one
+# at 0.86, hence 0.9). A vessel share above LODGED_VESSEL_FRAC's top is a vessel alongside (two
+# granulomas beside vessels at 0.24 and 0.29). At 2 mm pixels blur lends every focus a
+# vessel-like shell (emboli and confounders alike, asymmetry medians 0.48 and 0.57): not read.
+RESOLVED_VESSEL_PIXEL_MM = 1.0
+LODGED_VESSEL_FRAC = (0.04, 0.2)
+LODGED_MAX_ASYMMETRY = 0.75
+LODGED_DENSITY_FRACTION = 0.9
 # On an enhanced scan, a large dense column in soft tissue, not embedded in bone, is undiluted
 # contrast in a vein (chest-cta SVC: ~10 mL at 1,300-3,071 HU); venous cement casts arrive
 # through a vertebra's veins and are a few mL (clinical-evidence.md §2.2). Anatomy, when present,
@@ -216,10 +230,16 @@ def judge(
         voxel_mm = max(spacing_mm)
         partial_volume = voxel_mm >= FOCUS_MM / 2.0 and f["projected_diameter_mm"] < 2.0 * voxel_mm
         ball = f["depth_mm"] <= f["projected_diameter_mm"] + 2.0 * spacing_mm[2]
+        lodged = (
+            sorted(spacing_mm)[1] <= RESOLVED_VESSEL_PIXEL_MM  # the two finer axes, any orientation
+            and LODGED_VESSEL_FRAC[0] <= f["vessel_frac"] <= LODGED_VESSEL_FRAC[1]
+            and f["asymmetry"] <= LODGED_MAX_ASYMMETRY
+        )
+        floor_hu = cal.seed_hu * (LODGED_DENSITY_FRACTION if lodged else 1.0)
         if (
             partial_volume
             and ball
-            and f["projected_hu"] >= cal.seed_hu
+            and f["projected_hu"] >= floor_hu
             and f["vessel_frac"] <= LONE_FOCUS_MAX_VESSEL_FRAC
             and f["air_shell"] >= LONE_FOCUS_MIN_AIR_SHELL
         ):
