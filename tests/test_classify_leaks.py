@@ -152,13 +152,7 @@ def test_an_epidural_leak_does_not_pull_the_canal_aside() -> None:
     canal = anatomy.canal_centerline_lps_mm
     x_mm = np.interp(z_mm, *canal[np.argsort(canal[:, 2])][:, [2, 0]].T)
     assert np.abs(x_mm - leak.centroid_lps_mm[0]).max() <= 3.0
-    found, labels = classify_candidates(truth_candidates(series), series.ct, anatomy, 0, 1)
-    by_id = {f.id: f for f in found}
-    matched = match_objects(phantom, 0, labels)
-    for o in phantom.objects:
-        if o.category in ("intravertebral", "epidural", "paravertebral_vein"):
-            finding = by_id[matched[o.id][0]]
-            assert (finding.category, finding.side) == (o.category, o.side), o
+    _assert_named_right(phantom, anatomy, ("intravertebral", "epidural", "paravertebral_vein"))
 
 
 def test_a_treated_bodys_mask_is_as_wide_as_its_bone() -> None:
@@ -182,10 +176,16 @@ def test_a_treated_bodys_mask_is_as_wide_as_its_bone() -> None:
         )
     )
     assert anatomy.mask_at("vertebral_body_T11", vein).mean() <= 0.05  # wide, not too wide
+    _assert_named_right(phantom, anatomy, ("intravertebral", "paravertebral_vein"))
+
+
+def _assert_named_right(phantom: Phantom, anatomy: Anatomy, categories: tuple[str, ...]) -> None:
+    """Every object of ``categories`` is named with its category and side (truth candidates)."""
+    series = phantom.series[0]
     found, labels = classify_candidates(truth_candidates(series), series.ct, anatomy, 0, 1)
     by_id = {f.id: f for f in found}
     objects = {o.id: o for o in phantom.objects}
     for object_id, (finding_id, _) in match_objects(phantom, 0, labels).items():
         o, finding = objects[object_id], by_id[finding_id]
-        if o.category in ("intravertebral", "paravertebral_vein"):
+        if o.category in categories:
             assert (finding.category, finding.side) == (o.category, o.side), o
