@@ -169,6 +169,11 @@ def empty_spine(warning: str) -> SpineResult:
 # --- discs -----------------------------------------------------------------------------------
 
 
+def _cement_and_rim(hu: np.ndarray) -> np.ndarray:
+    """Cement (CEMENT_MIN_HU) and its partial-volume rim (CEMENT_RIM_VOXELS steps) in ``hu``."""
+    return np.asarray(ndimage.binary_dilation(hu >= CEMENT_MIN_HU, iterations=CEMENT_RIM_VOXELS))
+
+
 def disc_profile(
     straight_hu: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -181,8 +186,7 @@ def disc_profile(
     clipped = np.clip(straight_hu, *PROFILE_CLIP_HU)
     # Cement (and its partial-volume rim) fills much of a treated body's core: left in, its
     # edges look like endplates. It is left out of the percentile.
-    dense = ndimage.binary_dilation(straight_hu >= CEMENT_MIN_HU, iterations=CEMENT_RIM_VOXELS)
-    profiled = np.where(dense, np.nan, clipped)
+    profiled = np.where(_cement_and_rim(straight_hu), np.nan, clipped)
     u0 = int(np.argmin(np.abs(u_mm)))
     step = float(v_mm[1] - v_mm[0])
     # The running mean leaves out slices beyond the scan's edge (air padding), which would make
@@ -594,8 +598,7 @@ def _body_ellipse(
     # off it: a fresh phantom's treated T11, its core one 379 HU sample of posterior wall beside
     # the fill's rim, had its edge put at 209 HU, inside its 175 HU trabecular bone, and its mask
     # 24 mm wide for a 44 mm body, the fill's outer third outside it.
-    rim = ndimage.binary_dilation(ray >= CEMENT_MIN_HU, iterations=CEMENT_RIM_VOXELS)
-    core = np.where(rim, np.nan, ray)[start + 2 : start + 8]
+    core = np.where(_cement_and_rim(ray), np.nan, ray)[start + 2 : start + 8]
     level = _body_edge_level(core if 2 * np.isfinite(core).sum() > len(core) else core[:0])
     front = stop
     for index in range(start + int(BODY_MIN_DEPTH_MM / step), min(stop, len(ray))):
@@ -816,7 +819,7 @@ def find_vertebrae(
     within = (s_vox >= frame.inner_range[0]) & (s_vox <= frame.inner_range[1])
     soft = hu_roi < CANAL_BONE_HU
     # Cement (and its blurred rim) inside the canal's radius is a leak into the canal, not bone.
-    cement = ndimage.binary_dilation(hu_roi >= CEMENT_MIN_HU, iterations=CEMENT_RIM_VOXELS)
+    cement = _cement_and_rim(hu_roi)
     canal_roi = within & (rho <= radii[s_index, ray]) & (soft | cement) & body_roi
     masks["spinal_canal"] = full(canal_roi)
     canal_lateral = float(np.median(radii[:, 0]))

@@ -124,9 +124,10 @@ LONE_FOCUS_MIN_AIR_SHELL = 0.3
 # shell), and air mixed into its voxels lowers its projected density. Such a focus is taken from
 # LODGED_DENSITY_FRACTION of the seed. Fresh seeds 2000-2019, 0.8 mm pixels, 5 mm slices: lodged
 # emboli the seed turned away read 0.71-1.0 x it, lodged-looking granulomas and nodes at most
-# 0.66 (tuning seed 6: one at 0.86, hence 0.9). A vessel share above LODGED_VESSEL_FRAC's top is a vessel alongside (two
-# granulomas beside vessels at 0.24 and 0.29). At 2 mm pixels blur lends every focus a
-# vessel-like shell (emboli and confounders alike, asymmetry medians 0.48 and 0.57): not read.
+# 0.66 (tuning seed 6: one at 0.86, hence 0.9). A vessel share above LODGED_VESSEL_FRAC's top is
+# a vessel alongside (two granulomas beside vessels at 0.24 and 0.29). At 2 mm pixels blur lends
+# every focus a vessel-like shell (emboli and confounders alike, asymmetry medians 0.48 and
+# 0.57): not read.
 RESOLVED_VESSEL_PIXEL_MM = 1.0
 LODGED_VESSEL_FRAC = (0.04, 0.2)
 LODGED_MAX_ASYMMETRY = 0.75
