@@ -38,7 +38,11 @@ def classified() -> Classified:
                   {"category": "foraminal", "level": "T9", "side": "left"},
                   {"category": "azygos", "level": "T9", "side": "right"}],
     })  # fmt: skip
-    phantom = make_phantom(spec)
+    return _classify(make_phantom(spec))
+
+
+def _classify(phantom: Phantom) -> Classified:
+    """The phantom's first series classified with classical anatomy, its truth as candidates."""
     series = phantom.series[0]
     anatomy = compute_anatomy(series.ct)
     found, labels = classify_candidates(truth_candidates(series), series.ct, anatomy, 0, 1)
@@ -106,14 +110,11 @@ def test_segmental_veins_reaching_the_azygos_edge_are_no_azygos_leak() -> None:
     # helpers_classify's seed 118: two thoracic paravertebral-vein leaks fading out beside the
     # azygos, their tips (0.02-0.06 ml) inside the edge of its mask. No cast is that small: they
     # are the veins' tips, and the study has no azygos leak.
-    phantom = make_phantom(random_spec(118))
-    series = phantom.series[0]
-    anatomy = compute_anatomy(series.ct)
-    found, _ = classify_candidates(truth_candidates(series), series.ct, anatomy, 0, 1)
+    run = _classify(make_phantom(random_spec(118)))
     venous = (*LEAK_CHOICES, "azygos")
-    truth = sorted(o.category for o in phantom.objects if o.category in venous)
+    truth = sorted(o.category for o in run.phantom.objects if o.category in venous)
     assert truth == ["epidural", "paravertebral_vein", "paravertebral_vein"]
-    leaks = sorted(f.category for f in found if f.category in venous)
+    leaks = sorted(f.category for f in run.findings.values() if f.category in venous)
     assert leaks == truth
 
 
@@ -123,18 +124,13 @@ def test_an_azygos_cast_beyond_its_mask_stays_one_azygos_leak(seed: int) -> None
     # on above the classical azygos mask's end and grazes the edge of the T6-T7 disc mask there.
     # The cast going on in line is still the azygos (not a paravertebral vein), and a vein across
     # a disc mask is no disc leak: the leaks are the truth's, and the cast is azygos.
-    phantom = make_phantom(random_spec(seed))
-    series = phantom.series[0]
-    anatomy = compute_anatomy(series.ct)
-    found, labels = classify_candidates(truth_candidates(series), series.ct, anatomy, 0, 1)
+    run = _classify(make_phantom(random_spec(seed)))
     venous = (*LEAK_CHOICES, "azygos")
-    truth = sorted(o.category for o in phantom.objects if o.category in venous)
+    truth = sorted(o.category for o in run.phantom.objects if o.category in venous)
     assert "azygos" in truth
-    assert sorted(f.category for f in found if f.category in venous) == truth
-    by_id = {f.id: f for f in found}
-    for obj in phantom.objects:
-        if obj.category == "azygos":
-            assert by_id[match_objects(phantom, 0, labels)[obj.id][0]].category == "azygos"
+    assert sorted(f.category for f in run.findings.values() if f.category in venous) == truth
+    for _, cast in _named(run, "azygos"):
+        assert cast.category == "azygos"
 
 
 def test_an_epidural_leak_does_not_pull_the_canal_aside() -> None:
@@ -143,16 +139,14 @@ def test_an_epidural_leak_does_not_pull_the_canal_aside() -> None:
     # crumbs and walled off the right costovertebral recess, which then scored as the canal: the
     # centreline ran 11 mm to the right for 18 mm, the bodies of T11 and T12 were misplaced and
     # the fill's paravertebral and venous leaks were called intravertebral.
-    phantom = make_phantom(random_spec(151))
-    series = phantom.series[0]
-    anatomy = compute_anatomy(series.ct)
-    [leak] = [o for o in phantom.objects if o.category == "epidural"]
-    lps = series.ct.index_to_lps(np.argwhere(series.truth_labels == leak.id))
+    run = _classify(make_phantom(random_spec(151)))
+    [leak] = [o for o in run.phantom.objects if o.category == "epidural"]
+    lps = _truth_lps_mm(run.phantom, [leak.id])
     z_mm = np.arange(lps[:, 2].min() - 10.0, lps[:, 2].max() + 10.0, 1.0)
-    canal = anatomy.canal_centerline_lps_mm
+    canal = run.anatomy.canal_centerline_lps_mm
     x_mm = np.interp(z_mm, *canal[np.argsort(canal[:, 2])][:, [2, 0]].T)
     assert np.abs(x_mm - leak.centroid_lps_mm[0]).max() <= 3.0
-    _assert_named_right(phantom, anatomy, ("intravertebral", "epidural", "paravertebral_vein"))
+    _assert_named_right(run, ("intravertebral", "epidural", "paravertebral_vein"))
 
 
 def test_a_treated_bodys_mask_is_as_wide_as_its_bone() -> None:
@@ -161,31 +155,26 @@ def test_a_treated_bodys_mask_is_as_wide_as_its_bone() -> None:
     # the fill's blurred rim (379 HU) passed for bone: the edge fell at 209 HU, inside the
     # body's 175 HU trabecular bone, the mask was 24 mm wide for a 44 mm body, and the fill's
     # outer third and the vein, one piece outside the mask, were absorbed as one into the fill.
-    phantom = make_phantom(random_spec(138))
-    series = phantom.series[0]
-    anatomy = compute_anatomy(series.ct)
-    [fill] = [o for o in phantom.objects if o.category == "intravertebral"]
-    lps = series.ct.index_to_lps(np.argwhere(series.truth_labels == fill.id))
-    assert anatomy.mask_at("vertebral_body_T11", lps).mean() >= 0.98  # was 0.88
-    vein = series.ct.index_to_lps(
-        np.argwhere(
-            np.isin(
-                series.truth_labels,
-                [o.id for o in phantom.objects if o.category == "paravertebral_vein"],
-            )
-        )
-    )
-    assert anatomy.mask_at("vertebral_body_T11", vein).mean() <= 0.05  # wide, not too wide
-    _assert_named_right(phantom, anatomy, ("intravertebral", "paravertebral_vein"))
+    run = _classify(make_phantom(random_spec(138)))
+    body = "vertebral_body_T11"
+    [fill] = [o.id for o in run.phantom.objects if o.category == "intravertebral"]
+    veins = [o.id for o in run.phantom.objects if o.category == "paravertebral_vein"]
+    in_body = run.anatomy.mask_at(body, _truth_lps_mm(run.phantom, [fill])).mean()
+    assert in_body >= 0.98  # was 0.88
+    assert run.anatomy.mask_at(body, _truth_lps_mm(run.phantom, veins)).mean() <= 0.05  # not wider
+    _assert_named_right(run, ("intravertebral", "paravertebral_vein"))
 
 
-def _assert_named_right(phantom: Phantom, anatomy: Anatomy, categories: tuple[str, ...]) -> None:
-    """Every object of ``categories`` is named with its category and side (truth candidates)."""
+def _truth_lps_mm(phantom: Phantom, object_ids: list[int]) -> np.ndarray:
+    """LPS positions of the first series' truth voxels of ``object_ids``."""
     series = phantom.series[0]
-    found, labels = classify_candidates(truth_candidates(series), series.ct, anatomy, 0, 1)
-    by_id = {f.id: f for f in found}
-    objects = {o.id: o for o in phantom.objects}
-    for object_id, (finding_id, _) in match_objects(phantom, 0, labels).items():
-        o, finding = objects[object_id], by_id[finding_id]
+    return series.ct.index_to_lps(np.argwhere(np.isin(series.truth_labels, object_ids)))
+
+
+def _assert_named_right(run: Classified, categories: tuple[str, ...]) -> None:
+    """Every object of ``categories`` is named with its category and side."""
+    objects = {o.id: o for o in run.phantom.objects}
+    for object_id, (finding_id, _) in run.matches.items():
+        o, finding = objects[object_id], run.findings[finding_id]
         if o.category in categories:
             assert (finding.category, finding.side) == (o.category, o.side), o
