@@ -29,6 +29,18 @@ RIB_MIN_REACH_MM = 65.0  # lumbar transverse processes end < ~50-55 mm from the 
 RIB_MAX_HEIGHT_MM = 60.0  # iliac wings and scapulae are taller than a rib's descent here
 RIB_MAX_VOLUME_ML = 25.0  # a rib in the box is a few ml; an iliac wing is far more
 RIB_MEDIAL_SLAB_MM = 4.0  # the medial end: voxels this close to the rib's most medial one
+# Metal streaks: the bright lines that radiate from a pedicle screw (beam hardening, photon
+# starvation) reach out beside the spine like a rib, in the slices through the screw only. Such
+# a line (or two crossing, from two screws) is straight and points back at the metal in its own
+# slices; a rib curves, and descends past the slices of any screw beside it. Fresh phantoms with
+# augmented lumbar screws: streaks of 0.2-1 ml, 2-12 mm tall, 0-2.6 mm (RMS) off their line,
+# their line 0.1-5.9 mm from the screw, were counted as the last ribs and the levels named 2-4
+# off; ribs are 16-60 mm tall, 3.3-6 mm off their line (real 12th ribs, short and straight: 1.8-
+# 2.4 mm, in slices without metal).
+RIB_STREAK_SOURCE_HU = 2500.0  # metal on the work grid (and cement dense enough to streak)
+RIB_STREAK_MAX_OFF_LINE_MM = 3.0  # RMS distance from the component's in-plane line
+RIB_STREAK_LINE_TO_SOURCE_MM = 6.0
+RIB_STREAK_SLICE_MARGIN_MM = 4.0  # a streak's blur reaches a slice beyond the metal's
 # A rib belongs to the vertebra it articulates with (its head on the body, its tubercle on the
 # transverse process), medial of the box's cut. The lower ribs descend steeply outwards
 # (chest-cta's 12th: ~0.8 mm per mm), so their cut end lies at or below the disc under their
@@ -44,6 +56,7 @@ SACRUM_MIN_FRACTION = 0.3  # of a body's slices that must show the alae
 SACRUM_SEED_ANTERIOR_MM = (3.0, 40.0)  # the body, in front of the canal's centre
 SACRUM_SEED_HALF_WIDTH_MM = 12.0
 MIN_RIB_BODIES_ABOVE_S1 = 5  # L1 (a 13th rib) is 5 bodies above S1; L2 and below bear none
+RIB_RUN_MAX_GAP = 1  # rib-less bodies within one run of ribs (a rib missed)
 # --- confidence ------------------------------------------------------------------------------
 CONFIDENCE_SINGLE = {"sacrum": 0.8, "last_rib": 0.7, "first_rib": 0.6}
 CONFIDENCE_AGREE = 0.95
@@ -116,6 +129,13 @@ def find_rib_ends(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> list[
     ends: list[tuple[float, str]] = []
     objects = ndimage.find_objects(labels)
     voxel_ml = sp**3 / 1000.0
+    # Metal in the spine itself (pedicle screws, rods), medial of the box.
+    source = (
+        (grid.hu >= RIB_STREAK_SOURCE_HU)
+        & (np.abs(dx) < RIB_MEDIAL_CUT_MM)
+        & (dy >= RIB_BOX_AP_MM[0])
+        & (dy <= RIB_BOX_AP_MM[1])
+    )
     for index, box_slices in enumerate(objects, start=1):
         if box_slices is None:
             continue
@@ -128,10 +148,31 @@ def find_rib_ends(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> list[
         lateral = np.abs(dx[idx[:, 0], 0, idx[:, 2]])
         if lateral.min() > RIB_MEDIAL_END_MM or lateral.max() < RIB_MIN_REACH_MM:
             continue
+        if _metal_streak(idx, source, sp):
+            continue
         medial = idx[lateral <= lateral.min() + RIB_MEDIAL_SLAB_MM]
         side = "left" if float(np.mean(dx[medial[:, 0], 0, medial[:, 2]])) > 0 else "right"
         ends.append((_rib_head_slice(idx[:, 2], lateral, float(medial[:, 2].mean()), sp), side))
     return ends
+
+
+def _metal_streak(idx: np.ndarray, source: np.ndarray, spacing_mm: float) -> bool:
+    """Whether a rib-like component (voxel indices ``idx``) is a streak from metal: straight
+    in-plane, every one of its slices holding ``source`` voxels, its line passing through them
+    (see RIB_STREAK_SOURCE_HU)."""
+    slices = np.unique(idx[:, 2])
+    reach = int(round(RIB_STREAK_SLICE_MARGIN_MM / spacing_mm))
+    holds = ndimage.maximum_filter1d(source.any(axis=(0, 1)), 2 * reach + 1)
+    if not holds[slices].all():
+        return False
+    xy_mm = idx[:, :2] * spacing_mm
+    centre = xy_mm.mean(axis=0)
+    normal = np.linalg.svd(xy_mm - centre, full_matrices=False)[2][1]
+    if float(np.sqrt(np.mean(((xy_mm - centre) @ normal) ** 2))) > RIB_STREAK_MAX_OFF_LINE_MM:
+        return False
+    near = slice(max(int(slices[0]) - reach, 0), int(slices[-1]) + reach + 1)
+    source_mm = np.argwhere(source[:, :, near])[:, :2] * spacing_mm
+    return float(np.abs((source_mm - centre) @ normal).min()) <= RIB_STREAK_LINE_TO_SOURCE_MM
 
 
 def _rib_head_slice(
@@ -214,6 +255,23 @@ def _plausible_heights(spine: SpineResult) -> list[bool]:
     return out
 
 
+def _apart_from_the_ribs(has_ribs: list[bool | None]) -> list[int]:
+    """Rib-bearing bodies outside the main run of them: the ribs are one run (T1-T12, with a
+    variant at C7 or L1), and one body without a rib found in it is a rib missed; a run beyond
+    RIB_RUN_MAX_GAP rib-less bodies is bone of another kind reaching out beside the spine (an
+    iliac wing cut by the scan's edge, bridged to the spine by a screw's streaks)."""
+    runs: list[list[int]] = []
+    for n in (n for n, r in enumerate(has_ribs) if r):
+        if runs and n - runs[-1][-1] - 1 <= RIB_RUN_MAX_GAP:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    if len(runs) <= 1:
+        return []
+    main = max(runs, key=len)  # the first of equally long runs
+    return [n for run in runs if run is not main for n in run]
+
+
 def _levels_from(anchor_index: int, anchor_level: str, count: int) -> list[str | None]:
     base = LEVEL_NAMES.index(anchor_level) - anchor_index
     return [
@@ -261,6 +319,14 @@ def assign_levels(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> Level
                 f"bone reaching out like a rib beside bodies {too_low}, fewer than "
                 f"{MIN_RIB_BODIES_ABOVE_S1} above the sacrum: not counted as ribs"
             )
+    stray = _apart_from_the_ribs(has_ribs)
+    for n in stray:
+        has_ribs[n] = False
+    if stray:
+        warnings.append(
+            f"bone reaching out like a rib beside bodies {stray}, apart from the ribs: not "
+            "counted as ribs"
+        )
     rib_idx = [n for n, r in enumerate(has_ribs) if r]
     # A rib anchor counts only where both bodies beside the change are body-sized: a chain
     # that is no spine (a mediastinal crop: "bodies" of 4 and 150 mm) names nothing.

@@ -96,12 +96,14 @@ SOFT_TISSUE_HU = 40.0
 BODY_MAX_DEPTH_MM = 60.0
 BODY_MIN_DEPTH_MM = 12.0
 BODY_MAX_ASPECT = 1.6  # body half-width / half-depth (lumbar bodies are widest, ~1.5)
-# The body's cross-section is read on an image of its core slices that ignores what darkens a
-# minority of them: the dark streak between two pedicle screws (photon starvation) crosses the
-# body in the slices through the screws, and a mean over the slices ended the midline ray there
-# (fresh phantom seed 2080, 1 mm slices: the treated L2's mask 10 mm too posterior and its
-# near-screw fill removed as the screws' halo). A vacuum cleft's gas does the same.
-BODY_IMAGE_PERCENTILE = 75.0
+# A body's depth (AP) changes little from one vertebra to the next (a fracture takes height, not
+# depth): one far shallower than its neighbours ended its midline ray inside it, where something
+# dark crosses it in part of its slices: the streak between two pedicle screws (photon
+# starvation), a vacuum cleft (fresh phantom seed 2080, 1 mm slices: the treated L2 22 mm deep,
+# its neighbours 38-42 mm, its mask 10 mm too posterior and the cement beside its augmented
+# screws lost as their halo). Its front is looked for beyond this share of their depth.
+BODY_DEPTH_OF_NEIGHBOURS = 0.75
+NEIGHBOUR_BODIES = 2  # on each side
 DISC_HALF_THICKNESS_FRACTION = 0.1  # of the period: thoracic discs ~4-6 mm, lumbar ~8-12 mm
 CANAL_BONE_HU = 200.0
 CANAL_MAX_RADIUS_MM = 13.0
@@ -588,12 +590,17 @@ def _body_edge_level(core_hu: np.ndarray) -> float:
 
 
 def _body_ellipse(
-    mean_hu: np.ndarray, u_mm: np.ndarray, v_mm: np.ndarray, canal_front_mm: float
+    mean_hu: np.ndarray,
+    u_mm: np.ndarray,
+    v_mm: np.ndarray,
+    canal_front_mm: float,
+    min_depth_mm: float = BODY_MIN_DEPTH_MM,
 ) -> tuple[float, float, float]:
-    """(centre v, half-depth, half-width) in mm of a body's cross-section from its mean image.
+    """(centre v, half-depth, half-width) in mm of a body's cross-section from its image.
 
-    Depth along the midline ray from the canal's front; width at mid-depth, the narrower side
-    doubled (the aorta lies against one side and in a CTA is as bright as bone).
+    Depth along the midline ray from the canal's front, ending no nearer than ``min_depth_mm``;
+    width at mid-depth, the narrower side doubled (the aorta lies against one side and in a CTA
+    is as bright as bone).
     """
     u0 = int(np.argmin(np.abs(u_mm)))
     ray = mean_hu[max(u0 - 1, 0) : u0 + 2].mean(axis=0)
@@ -607,7 +614,7 @@ def _body_ellipse(
     core = np.where(_cement_and_rim(ray), np.nan, ray)[start + 2 : start + 8]
     level = _body_edge_level(core if 2 * np.isfinite(core).sum() > len(core) else core[:0])
     front = stop
-    for index in range(start + int(BODY_MIN_DEPTH_MM / step), min(stop, len(ray))):
+    for index in range(start + int(min_depth_mm / step), min(stop, len(ray))):
         if ray[index] < level:
             front = index
             break
@@ -625,6 +632,25 @@ def _body_ellipse(
         np.clip(min(half_widths), 0.5 * depth_mm * 0.6, 0.5 * depth_mm * BODY_MAX_ASPECT)
     )
     return centre_v, 0.5 * depth_mm, half_width
+
+
+def _shallow_bodies(
+    ellipses: list[tuple[float, float, float]], complete: list[bool]
+) -> dict[int, float]:
+    """Complete bodies far shallower than their complete neighbours (BODY_DEPTH_OF_NEIGHBOURS),
+    each with the depth its front is looked for beyond."""
+    depths = [2.0 * half_depth for _, half_depth, _ in ellipses]
+    out: dict[int, float] = {}
+    for n, depth in enumerate(depths):
+        if not complete[n]:
+            continue
+        near = range(max(0, n - NEIGHBOUR_BODIES), min(len(depths), n + NEIGHBOUR_BODIES + 1))
+        others = [depths[m] for m in near if m != n and complete[m]]
+        if len(others) >= 2:
+            floor_mm = BODY_DEPTH_OF_NEIGHBOURS * float(np.median(others))
+            if depth < floor_mm:
+                out[n] = floor_mm
+    return out
 
 
 def _any_plausible_body(bounds: list[tuple[float, float, bool]], arc_mm: np.ndarray) -> bool:
@@ -743,14 +769,16 @@ def find_vertebrae(
     hu_roi = grid.hu[roi]
     body_roi = body[roi]
     canal_front = float(np.median(radii[:, CANAL_RAYS // 4]))  # the ray pointing anterior (+v)
-    ellipses = []
+    images, ellipses = [], []
     for upper, lower, _complete in bounds:
         height = abs(upper - lower)
         core = slice(int(np.ceil(lower + 0.25 * height)), int(np.floor(upper - 0.25 * height)) + 1)
         if core.stop <= core.start:
             core = slice(int(lower), int(upper) + 1)
-        image = np.percentile(straight[core], BODY_IMAGE_PERCENTILE, axis=0)
-        ellipses.append(_body_ellipse(image, u_mm, v_mm, canal_front))
+        images.append(straight[core].mean(axis=0))
+        ellipses.append(_body_ellipse(images[-1], u_mm, v_mm, canal_front))
+    for n, min_depth_mm in _shallow_bodies(ellipses, [b[2] for b in bounds]).items():
+        ellipses[n] = _body_ellipse(images[n], u_mm, v_mm, canal_front, min_depth_mm)
     heights = [abs(u - lo) for u, lo, _ in bounds]
     disc_half = [
         max(0.5, DISC_HALF_THICKNESS_FRACTION * 0.5 * (heights[j] + heights[j + 1]))
