@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from cementscan.anatomy.body import body_mask
 from cementscan.anatomy.grid import make_work_grid
-from cementscan.anatomy.levels import LevelResult, assign_levels
+from cementscan.anatomy.levels import LevelResult, _apart_from_the_ribs, assign_levels
 from cementscan.anatomy.spine import canal_centerline
 from cementscan.anatomy.vertebrae import SpineResult, find_vertebrae
 from cementscan.io import load_volume
@@ -215,6 +215,12 @@ def test_mask_names_follow_levels(shared_data: Path) -> None:
 
 
 synth = pytest.importorskip("cementscan.synth", reason="cementscan.synth (phantoms) not available")
+from cementscan.synth.spec import (  # noqa: E402
+    ConfounderSpec,
+    PhantomSpec,
+    ScrewSpec,
+    SeriesSpec,
+)
 
 
 @dataclass
@@ -225,14 +231,19 @@ class PhantomRun:
     complete: list[str]  # levels whose body lies wholly inside the series
 
 
-_PHANTOM_CACHE: dict[tuple[str, int], PhantomRun] = {}
+_PHANTOM_CACHE: dict[tuple[str, int], PhantomRun] = {}  # (repr of the spec, series)
 
 
 def _phantom_run(preset: str, index: int) -> PhantomRun:
     """Phantoms at 3 mm slices and 2 mm pixels, made and analysed once per test module."""
-    key = (preset, index)
+    return _spec_run(synth.preset_spec(preset, seed=0, slice_mm=3.0, pixel_mm=2.0), index)
+
+
+def _spec_run(spec: PhantomSpec, index: int) -> PhantomRun:
+    """The phantom of ``spec``, series ``index``, made and analysed once per test module."""
+    key = (repr(spec), index)
     if key not in _PHANTOM_CACHE:
-        phantom = synth.make_phantom(synth.preset_spec(preset, seed=0, slice_mm=3.0, pixel_mm=2.0))
+        phantom = synth.make_phantom(spec)
         series = phantom.series[index]
         labels = sitk.GetImageFromArray(np.ascontiguousarray(series.anatomy_labels.T))
         labels.SetSpacing(series.ct.spacing_mm)
@@ -311,6 +322,44 @@ def test_phantom_levels_right_or_less_confident(preset: str) -> None:
         assert levels.warnings
     if levels.level_confidence <= 0.5:  # the warning names the variant it suspects
         assert any("rib pairs" in w or "transitional" in w for w in levels.warnings)
+
+
+@pytest.mark.parametrize(
+    ("seed", "slice_mm", "level"), [(0, 2.5, "L3"), (2, 2.5, "L2"), (0, 5.0, "L4"), (0, 2.5, "T12")]
+)
+def test_streaks_of_augmented_screws_are_no_ribs(seed: int, slice_mm: float, level: str) -> None:
+    """A T9-L5 scan (no sacrum: levels from the last rib) with cement-augmented pedicle screws.
+    The bright streaks around the screws reach out beside the spine like ribs, in the screws'
+    slices; they are not counted as ribs, and every level is right (before: the screws' body
+    was named T12 and every level 1-3 off, as in fresh detection seeds 2012, 2038 and 2080).
+    Screws at T12 leave its rib, which descends past them."""
+    spec = PhantomSpec(
+        seed=seed,
+        pixel_mm=2.0,
+        slice_mm=slice_mm,
+        series=(SeriesSpec(z_from_level="T9", z_to_level="L5"),),
+        confounders=ConfounderSpec(
+            pedicle_screws=(ScrewSpec(level=level, augmented=True, sides=("right", "left")),)
+        ),
+    )
+    result = _spec_run(spec, 0)
+    wrong, right = _phantom_levels(result)
+    assert result.run.levels.level_anchor == "last_rib"
+    assert not wrong
+    assert level in right
+
+
+@pytest.mark.parametrize(
+    ("has_ribs", "stray"),
+    [
+        ([False] + [True] * 12 + [False] * 4 + [True], [17]),  # bone beside L5, 4 bodies below
+        ([True] * 6 + [False] + [True] * 5 + [False] * 2, []),  # one rib missed: still one run
+        ([True] * 13 + [False] * 4, []),  # a 13th rib
+        ([True, True, False, False, True] + [True] * 8, [0, 1]),  # the longer run stays
+    ],
+)
+def test_ribs_are_one_run(has_ribs: list[bool | None], stray: list[int]) -> None:
+    assert _apart_from_the_ribs(has_ribs) == stray
 
 
 def _direction(volume: CTVolume) -> list[float]:

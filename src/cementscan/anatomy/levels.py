@@ -30,15 +30,14 @@ RIB_MAX_HEIGHT_MM = 60.0  # iliac wings and scapulae are taller than a rib's des
 RIB_MAX_VOLUME_ML = 25.0  # a rib in the box is a few ml; an iliac wing is far more
 RIB_MEDIAL_SLAB_MM = 4.0  # the medial end: voxels this close to the rib's most medial one
 # Metal streaks: the bright lines that radiate from a pedicle screw (beam hardening, photon
-# starvation) reach out beside the spine like a rib, in the slices through the screw only. Such
-# a line (or two crossing, from two screws) is straight and points back at the metal in its own
-# slices; a rib curves, and descends past the slices of any screw beside it. Fresh phantoms with
-# augmented lumbar screws: streaks of 0.2-1 ml, 2-12 mm tall, 0-2.6 mm (RMS) off their line,
-# their line 0.1-5.9 mm from the screw, were counted as the last ribs and the levels named 2-4
-# off; ribs are 16-60 mm tall, 3.3-6 mm off their line (real 12th ribs, short and straight: 1.8-
-# 2.4 mm, in slices without metal).
+# starvation) reach out beside the spine like a rib, in the slices through the screw only. A
+# rib descends past the slices of any screw beside it. Fresh phantoms with augmented lumbar
+# screws: streaks (single lines or fans) of 0.2-2 ml, 2-12 mm tall, within the screw's slices,
+# their in-plane line passing 0-6 mm from it, were counted as the last ribs and the levels named
+# 1-4 off; ribs beside screws at T11-T12 reach 16-40 mm beyond the screws' slices, and ribs are
+# 16-60 mm tall where they leave the spine (real 12th ribs 40-50 mm).
 RIB_STREAK_SOURCE_HU = 2500.0  # metal on the work grid (and cement dense enough to streak)
-RIB_STREAK_MAX_OFF_LINE_MM = 3.0  # RMS distance from the component's in-plane line
+RIB_STREAK_MAX_HEIGHT_MM = 14.0
 RIB_STREAK_LINE_TO_SOURCE_MM = 6.0
 RIB_STREAK_SLICE_MARGIN_MM = 4.0  # a streak's blur reaches a slice beyond the metal's
 # A rib belongs to the vertebra it articulates with (its head on the body, its tubercle on the
@@ -157,10 +156,12 @@ def find_rib_ends(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> list[
 
 
 def _metal_streak(idx: np.ndarray, source: np.ndarray, spacing_mm: float) -> bool:
-    """Whether a rib-like component (voxel indices ``idx``) is a streak from metal: straight
-    in-plane, every one of its slices holding ``source`` voxels, its line passing through them
-    (see RIB_STREAK_SOURCE_HU)."""
+    """Whether a rib-like component (voxel indices ``idx``) is a streak from metal: short, in
+    slices that hold ``source`` voxels, its in-plane line passing through them (see
+    RIB_STREAK_SOURCE_HU)."""
     slices = np.unique(idx[:, 2])
+    if (np.ptp(slices) + 1) * spacing_mm > RIB_STREAK_MAX_HEIGHT_MM:
+        return False
     reach = int(round(RIB_STREAK_SLICE_MARGIN_MM / spacing_mm))
     holds = ndimage.maximum_filter1d(source.any(axis=(0, 1)), 2 * reach + 1)
     if not holds[slices].all():
@@ -168,8 +169,6 @@ def _metal_streak(idx: np.ndarray, source: np.ndarray, spacing_mm: float) -> boo
     xy_mm = idx[:, :2] * spacing_mm
     centre = xy_mm.mean(axis=0)
     normal = np.linalg.svd(xy_mm - centre, full_matrices=False)[2][1]
-    if float(np.sqrt(np.mean(((xy_mm - centre) @ normal) ** 2))) > RIB_STREAK_MAX_OFF_LINE_MM:
-        return False
     near = slice(max(int(slices[0]) - reach, 0), int(slices[-1]) + reach + 1)
     source_mm = np.argwhere(source[:, :, near])[:, :2] * spacing_mm
     return float(np.abs((source_mm - centre) @ normal).min()) <= RIB_STREAK_LINE_TO_SOURCE_MM
