@@ -98,6 +98,21 @@ def test_cement_in_an_opacified_lumen_is_found(lumen_hu: float, length_mm: float
     assert [c for c in result.candidates if c is not found] == []
 
 
+def test_a_lumen_inside_a_brighter_pool_is_still_blood() -> None:
+    """A right ventricle (mixing blood, 250 HU) against the brighter left heart (400 HU): a
+    smooth pool ringed by a denser one is blood, not marrow inside its cortex (context.py
+    MARROW_*; fresh detection seed 2046, 1 mm slices: a spike in the right ventricle was lost
+    when the brighter pools around it counted as its cortex)."""
+    hu = _volume(250.0)
+    x, y, _ = _grid()
+    r = np.hypot(x - VESSEL_CENTRE[0] * SPACING_MM[0], y - VESSEL_CENTRE[1] * SPACING_MM[1])
+    hu[(r > VESSEL_RADIUS_MM + 3.0) & (r <= VESSEL_RADIUS_MM + 24.0)] = 400.0
+    rod = _rod(VESSEL_CENTRE, 12.0, 4.0)
+    result = find_cement(_ct(_cement_in(hu, rod)))
+    hits = [c for c in result.candidates if (result.labels[rod >= 0.5] == c.label).any()]
+    assert [c.kind for c in hits] == ["intraluminal"]
+
+
 def test_opacified_vessel_without_cement_gives_nothing() -> None:
     hu = _volume(550.0)
     result = find_cement(_ct(hu))

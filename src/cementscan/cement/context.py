@@ -40,11 +40,12 @@ POOL_HU = (150.0, 800.0)
 POOL_STD_HU = 30.0
 POOL_MIN_ML = 2.0
 # Marrow can be as smooth and as dense as enhanced blood (a portal-venous scan's vertebral bodies
-# read 170-190 HU: abdomen-portal-dicom), but its cortex encloses it: from most of its cells,
-# tissue denser than the region's own level lies in nearly every in-plane direction within a
-# vertebral body's half-width. Around a lumen lies wall, fat, lung or myocardium (real CTs' pools:
-# at most 0.32 of cells enclosed, a descending aorta beside the spine; vertebral marrow 0.64-0.76,
-# the phantoms' 0.89-1.0).
+# read 170-190 HU: abdomen-portal-dicom), but its cortex encloses it: from most of its cells, a
+# shell of uneven tissue denser than the region's own level lies in nearly every in-plane
+# direction within a vertebral body's half-width. Around a lumen lie wall, fat, lung, myocardium
+# and brighter pools, which are smooth themselves (the left heart beside the right ventricle).
+# Real CTs' pools: at most 0.31 of cells enclosed (a descending aorta beside the spine);
+# vertebral marrow 0.64-0.76, the phantoms' 0.89-1.0.
 MARROW_OVER_POOL_HU = 100.0
 MARROW_REACH_MM = 32.0
 MARROW_MIN_DIRECTIONS = 6  # of 8
@@ -188,7 +189,7 @@ def _blood_pool(coarse: np.ndarray, body: np.ndarray, cell_mm: np.ndarray) -> np
         reach = max(1, int(round(MARROW_REACH_MM / float(np.mean(cell_mm[:2])))))
         for index, box in enumerate(ndimage.find_objects(labels), start=1):
             if box is not None and keep[index]:
-                keep[index] = not _enclosed_marrow(labels, index, box, sub, body[grown], reach)
+                keep[index] = not _enclosed_marrow(labels, index, box, sub, smooth, reach)
         out[grown] = keep[labels]
     return out
 
@@ -198,16 +199,20 @@ def _enclosed_marrow(
     index: int,
     box: tuple[slice, ...],
     coarse: np.ndarray,
-    body: np.ndarray,
+    smooth: np.ndarray,
     reach: int,
 ) -> bool:
-    """Whether denser tissue encloses region ``index`` of ``labels`` in-plane (MARROW_*)."""
+    """Whether a shell denser than region ``index`` of ``labels`` encloses it in-plane
+    (MARROW_*): uneven tissue, not a brighter pool (``smooth``) or its edge (the left heart
+    beside the right ventricle)."""
     wide = tuple(
         slice(max(0, s.start - reach), min(n, s.stop + reach)) if axis < 2 else s
         for axis, (s, n) in enumerate(zip(box, labels.shape, strict=True))
     )
     region = labels[wide] == index
     values = coarse[wide]
-    denser = body[wide] & (values >= float(np.median(values[region])) + MARROW_OVER_POOL_HU)
-    enclosed = enclosure_score(denser, reach)[region] >= MARROW_MIN_DIRECTIONS
+    denser = values >= float(np.median(values[region])) + MARROW_OVER_POOL_HU
+    brighter_pool = dilate_box(smooth[wide] & denser, [1, 1, 0])
+    shell = denser & ~smooth[wide] & ~brighter_pool
+    enclosed = enclosure_score(shell, reach)[region] >= MARROW_MIN_DIRECTIONS
     return bool(enclosed.mean() >= MARROW_MIN_SHARE)
