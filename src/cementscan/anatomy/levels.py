@@ -34,8 +34,8 @@ RIB_MEDIAL_SLAB_MM = 4.0  # the medial end: voxels this close to the rib's most 
 # rib descends past the slices of any screw beside it. Fresh phantoms with augmented lumbar
 # screws: streaks (single lines or fans) of 0.2-2 ml, 2-12 mm tall, within the screw's slices,
 # their in-plane line passing 0-6 mm from it, were counted as the last ribs and the levels named
-# 1-4 off; ribs beside screws at T11-T12 reach 16-40 mm beyond the screws' slices, and ribs are
-# 16-60 mm tall where they leave the spine (real 12th ribs 40-50 mm).
+# 1-4 off. Ribs beside screws at T11-T12 have 53-84 % of their slices beyond the screws', and
+# ribs are 16-60 mm tall where they leave the spine (real 12th ribs 40-50 mm).
 RIB_STREAK_SOURCE_HU = 2500.0  # metal on the work grid (and cement dense enough to streak)
 RIB_STREAK_MAX_HEIGHT_MM = 14.0
 RIB_STREAK_LINE_TO_SOURCE_MM = 6.0

@@ -162,7 +162,7 @@ def _not_blood(
 
 def _blood_pool(coarse: np.ndarray, body: np.ndarray, cell_mm: np.ndarray) -> np.ndarray:
     """Homogeneous regions at opacified-blood density (POOL_HU) of at least POOL_MIN_ML that
-    denser tissue does not enclose (marrow)."""
+    no denser shell encloses (marrow: see MARROW_OVER_POOL_HU)."""
     cell_ml = float(np.prod(cell_mm)) / 1000.0
     dense = body & (coarse >= POOL_HU[0]) & (coarse < POOL_HU[1])
     out = np.zeros(coarse.shape, bool)
