@@ -117,11 +117,16 @@ def compute_context(hu: np.ndarray, spacing_mm: tuple[float, float, float]) -> C
     # On an enhanced scan the lungs' arteries read above BONE_HU and join the ribs, the spine and
     # the heart into one big component: the lung is cut only by what is not blood, so an embolus
     # inside an opacified branch stays in lung. Its vessels' density is still calibrated away
-    # from every big dense structure (ribs, which the branches no longer join, included).
+    # from every big dense structure (ribs, which the branches no longer join, included). Where
+    # the scan holds no opacified pool (the heart beyond it), the branches' own level stands in
+    # for the blood's.
     skeleton = _big_dense(bone, cell_ml)
     lung_core &= ~skeleton
-    if lung_vessel_level_hu(coarse[lung_core]) >= OPACIFIED_VESSEL_HU:
-        skeleton = _big_dense(_not_blood(bone, lung, coarse, pool, blood_level_hu(values)), cell_ml)
+    vessel_hu = lung_vessel_level_hu(coarse[lung_core])
+    if vessel_hu >= OPACIFIED_VESSEL_HU:
+        blood_hu = blood_level_hu(values)
+        level_hu = vessel_hu if blood_hu is None else blood_hu
+        skeleton = _big_dense(_not_blood(bone, lung, coarse, pool, level_hu), cell_ml)
     lung &= ~skeleton
     if pool.any():
         pool = dilate_box(pool, [max(1, int(round(POOL_WIDEN_MM / c))) for c in cell_mm])
@@ -151,12 +156,10 @@ def _not_blood(
     lung: np.ndarray,
     coarse: np.ndarray,
     pool: np.ndarray,
-    blood_hu: float | None,
+    blood_hu: float,
 ) -> np.ndarray:
     """``bone`` without opacified blood: the homogeneous pools (heart, central arteries) and, in
     lung, whatever reads no denser than those pools' level ``blood_hu`` (the arteries' branches)."""
-    if blood_hu is None:
-        return bone
     return bone & ~pool & ~(lung & (coarse <= BRANCH_OF_POOL * blood_hu))
 
 
