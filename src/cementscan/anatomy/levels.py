@@ -135,6 +135,8 @@ def find_rib_ends(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> list[
         & (dy >= RIB_BOX_AP_MM[0])
         & (dy <= RIB_BOX_AP_MM[1])
     )
+    margin = int(round(RIB_STREAK_SLICE_MARGIN_MM / sp))
+    source_slices = ndimage.maximum_filter1d(source.any(axis=(0, 1)), 2 * margin + 1)
     for index, box_slices in enumerate(objects, start=1):
         if box_slices is None:
             continue
@@ -147,7 +149,7 @@ def find_rib_ends(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> list[
         lateral = np.abs(dx[idx[:, 0], 0, idx[:, 2]])
         if lateral.min() > RIB_MEDIAL_END_MM or lateral.max() < RIB_MIN_REACH_MM:
             continue
-        if _metal_streak(idx, source, sp):
+        if _metal_streak(idx, source, source_slices, margin, sp):
             continue
         medial = idx[lateral <= lateral.min() + RIB_MEDIAL_SLAB_MM]
         side = "left" if float(np.mean(dx[medial[:, 0], 0, medial[:, 2]])) > 0 else "right"
@@ -155,21 +157,21 @@ def find_rib_ends(grid: WorkGrid, body: np.ndarray, spine: SpineResult) -> list[
     return ends
 
 
-def _metal_streak(idx: np.ndarray, source: np.ndarray, spacing_mm: float) -> bool:
+def _metal_streak(
+    idx: np.ndarray, source: np.ndarray, source_slices: np.ndarray, margin: int, spacing_mm: float
+) -> bool:
     """Whether a rib-like component (voxel indices ``idx``) is a streak from metal: short, in
-    slices that hold ``source`` voxels, its in-plane line passing through them (see
-    RIB_STREAK_SOURCE_HU)."""
+    ``source_slices`` (the slices within ``margin`` of ``source`` voxels), its in-plane line
+    passing through those voxels (see RIB_STREAK_SOURCE_HU)."""
     slices = np.unique(idx[:, 2])
     if (np.ptp(slices) + 1) * spacing_mm > RIB_STREAK_MAX_HEIGHT_MM:
         return False
-    reach = int(round(RIB_STREAK_SLICE_MARGIN_MM / spacing_mm))
-    holds = ndimage.maximum_filter1d(source.any(axis=(0, 1)), 2 * reach + 1)
-    if not holds[slices].all():
+    if not source_slices[slices].all():
         return False
     xy_mm = idx[:, :2] * spacing_mm
     centre = xy_mm.mean(axis=0)
     normal = np.linalg.svd(xy_mm - centre, full_matrices=False)[2][1]
-    near = slice(max(int(slices[0]) - reach, 0), int(slices[-1]) + reach + 1)
+    near = slice(max(int(slices[0]) - margin, 0), int(slices[-1]) + margin + 1)
     source_mm = np.argwhere(source[:, :, near])[:, :2] * spacing_mm
     return float(np.abs((source_mm - centre) @ normal).min()) <= RIB_STREAK_LINE_TO_SOURCE_MM
 
